@@ -1,0 +1,35 @@
+# probelab: frozen transformer features vs learned heads and fine-tuning, as training data grows.
+# Data flow and file formats: docs/architecture.md. Every configurable value: config.yaml and
+# schemas/config.schema.yaml.
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from probelab.config import validate_config  # noqa: E402
+
+
+# A config given with --configfile replaces the default demo config rather than being merged into
+# it: merging would silently keep the demo's encoders and models in a real run.
+if not workflow.config_settings.configfiles:
+
+    configfile: f"{workflow.basedir}/config.yaml"
+
+
+validate_config(config)
+
+
+include: "rules/common.smk"
+include: "rules/cohort.smk"
+include: "rules/embed.smk"
+include: "rules/probe.smk"
+include: "rules/report.smk"
+include: "rules/sentiment.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.cohort.input,

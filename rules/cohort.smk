@@ -1,0 +1,102 @@
+# Cohort stage: (demo cohort) -> index of present images -> patient-disjoint split -> subsets.
+
+
+if config["demo"]["enabled"]:
+
+    rule demo_cohort:
+        output:
+            directory(data_root()),
+        params:
+            demo=config["demo"],
+            pathologies=config["pathologies"],
+            label_table=config["data"]["label_table"],
+            no_finding=config["no_finding_label"],
+        log:
+            f"{LOGS}/demo_cohort.log",
+        benchmark:
+            f"{BENCHMARKS}/demo_cohort.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        conda:
+            "../envs/cohort.yaml"
+        script:
+            "../scripts/demo_cohort.py"
+
+
+rule index_images:
+    input:
+        data_root(),
+    output:
+        index=f"{RESULTS}/index.parquet",
+        counts=f"{RESULTS}/index_counts.json",
+    params:
+        data=config["data"],
+        pathologies=config["pathologies"],
+        no_finding=config["no_finding_label"],
+    log:
+        f"{LOGS}/index_images.log",
+    benchmark:
+        f"{BENCHMARKS}/index_images.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/cohort.yaml"
+    script:
+        "../scripts/index_images.py"
+
+
+rule split:
+    input:
+        index=rules.index_images.output.index,
+        lists=official_lists(),
+    output:
+        f"{RESULTS}/split.parquet",
+    params:
+        split=config["split"],
+        data=config["data"],
+    log:
+        f"{LOGS}/split.log",
+    benchmark:
+        f"{BENCHMARKS}/split.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cohort.yaml"
+    script:
+        "../scripts/split.py"
+
+
+rule subset:
+    input:
+        index=rules.index_images.output.index,
+        split=rules.split.output[0],
+    output:
+        f"{RESULTS}/subsets/n{{n}}/seed{{seed}}.txt",
+    params:
+        pathologies=config["pathologies"],
+        no_finding_share=config["subsets"]["no_finding_share"],
+    log:
+        f"{LOGS}/subset/n{{n}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/subset/n{{n}}_seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cohort.yaml"
+    script:
+        "../scripts/subset.py"
+
+
+rule cohort:
+    input:
+        rules.index_images.output,
+        rules.split.output,
+        subset_paths(),

@@ -1,0 +1,1 @@
+# probe stage: see docs/architecture.md

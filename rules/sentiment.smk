@@ -1,0 +1,1 @@
+# sentiment stage: see docs/architecture.md

@@ -1,0 +1,113 @@
+"""Config loading: JSON-schema validation with defaults filled in, and one-sentence errors."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+MAIN_SCHEMA = "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key and what was expected."""
+
+
+def _load_registry(schema_dir: Path) -> Registry:
+    resources = []
+    for path in sorted(schema_dir.glob("*.schema.yaml")):
+        contents = yaml.safe_load(path.read_text())
+        resources.append((path.name, Resource.from_contents(contents, default_specification=_spec())))
+    return Registry().with_resources(resources)
+
+
+def _spec():
+    from referencing.jsonschema import DRAFT202012
+
+    return DRAFT202012
+
+
+def _with_defaults(validator_class: type) -> type:
+    """Extend a validator so that validating also fills in each missing property's default."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema) -> Iterator:
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "$ref" in subschema and "default" not in subschema:
+                    subschema = validator._resolver.lookup(subschema["$ref"]).contents
+                if name not in instance and "default" in subschema:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_FillingValidator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    key = ""
+    for part in error.absolute_path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator in ("anyOf", "oneOf") and "description" in error.schema:
+        expected = error.schema["description"]
+    elif error.validator == "additionalProperties":
+        return f"config key '{_key_path(error)}' has {error.message.lower().rstrip('.')}"
+    else:
+        expected = error.message
+    described = error.schema.get("description") if isinstance(error.schema, dict) else None
+    hint = f" ({described})" if described and described != expected else ""
+    return f"config key '{_key_path(error)}' is invalid: {expected}{hint}."
+
+
+def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
+    """Validate `config` in place against the schema, fill in defaults, and return it.
+
+    Raises ConfigError with one sentence naming the first offending key.
+    """
+    registry = _load_registry(schema_dir)
+    schema = registry.contents(MAIN_SCHEMA)
+    validator = _FillingValidator(schema, registry=registry)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(_describe(error))
+    check_consistency(config)
+    return config
+
+
+def check_consistency(config: dict[str, Any]) -> None:
+    """Rules across keys that a JSON schema cannot express."""
+    fractions = config.get("split", {}).get("fractions", {})
+    if fractions and config["split"]["method"] == "random":
+        total = sum(fractions.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(
+                f"config key 'split.fractions' is invalid: train + val + test must sum to 1, got {total:g}."
+            )
+
+
+def load_config(path: str | Path, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
+    """Read a YAML config file and validate it (defaults filled in)."""
+    with open(path) as handle:
+        config = yaml.safe_load(handle) or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(config).__name__}.")
+    return validate_config(config, schema_dir)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short stable hash of a (validated) config, for provenance."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

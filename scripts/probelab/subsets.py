@@ -1,0 +1,72 @@
+"""Balanced training subsets of a given size.
+
+Algorithm (deterministic for a given seed and size):
+1. Reserve `round(n * no_finding_share)` places for images without any pathology; the rest is the
+   budget for images with at least one finding.
+2. Visit pathologies from the rarest to the most common in the training split. Each gets an equal
+   share of the remaining budget (budget / pathologies still to visit). Positives already picked
+   for earlier pathologies count towards its share (findings co-occur); the shortfall is filled
+   with its not-yet-picked positives in seeded random order. A pathology with fewer positives
+   than its share takes them all, and what it leaves over goes to the pathologies after it.
+3. Places of the finding budget still free (findings co-occur, so shares overlap) go to random
+   images with findings; then the No Finding places go to random images without findings.
+4. If either pool ran dry, fill the remaining places with random images of any kind, so the
+   subset always has exactly n images.
+Rare pathologies are therefore over-represented as far as the data allows, never duplicated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from probelab.cohort import CohortError
+
+
+def balanced_subset(
+    train: pd.DataFrame,
+    pathologies: list[str],
+    n: int | str,
+    seed: int,
+    no_finding_share: float = 0.2,
+) -> list[str]:
+    """Return the sorted image ids of a balanced subset of `train` (columns image_id + labels)."""
+    ids = train["image_id"].to_numpy()
+    if n == "all":
+        return sorted(ids.tolist())
+    n = int(n)
+    if n > len(train):
+        raise CohortError(
+            f"subset size {n} (config key 'subsets.sizes') is larger than the training split "
+            f"({len(train)} images); use 'all' or a size of at most {len(train)}."
+        )
+    if n < 1:
+        raise CohortError(f"subset size must be at least 1 (config key 'subsets.sizes'), got {n}.")
+    rng = np.random.default_rng([seed, n])
+    labels = train[pathologies].to_numpy(dtype=bool)
+    has_finding = labels.any(axis=1)
+    chosen = np.zeros(len(train), dtype=bool)
+
+    no_finding_places = int(round(n * no_finding_share))
+    budget = n - no_finding_places
+    counts = labels.sum(axis=0)
+    order = [j for j in np.argsort(counts, kind="stable") if counts[j] > 0]
+    for visited, j in enumerate(order):
+        remaining = budget - int(chosen.sum())
+        if remaining <= 0:
+            break
+        share = remaining // (len(order) - visited) or 1
+        have = int((chosen & labels[:, j]).sum())
+        candidates = np.flatnonzero(labels[:, j] & ~chosen)
+        take = rng.permutation(candidates)[: max(0, min(share - have, remaining))]
+        chosen[take] = True
+
+    _fill(chosen, has_finding & ~chosen, budget - int(chosen.sum()), rng)
+    _fill(chosen, ~has_finding & ~chosen, n - int(chosen.sum()), rng)
+    _fill(chosen, ~chosen, n - int(chosen.sum()), rng)
+    return sorted(ids[chosen].tolist())
+
+
+def _fill(chosen: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator) -> None:
+    if k > 0:
+        chosen[rng.permutation(np.flatnonzero(pool))[:k]] = True

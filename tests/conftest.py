@@ -1,0 +1,76 @@
+"""Shared test fixtures: repository paths, a tiny NIH-layout cohort, and a snakemake runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+NIH_SAMPLE = SHARED_DATA / "nih_cxr14_sample"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+sys.path.insert(0, str(REPO / "scripts"))
+
+NIH_HEADER_2020 = (
+    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
+)
+PATHOLOGIES = ["Cardiomegaly", "Effusion", "Nodule"]
+
+
+def write_nih_table(path: Path, rows: list[tuple[str, str, int, int, str]], *, v2017: bool = False) -> None:
+    """rows: (image id, finding labels, follow-up, patient id, view)."""
+    lines = [NIH_HEADER_2020 + ("," if v2017 else "")]
+    for image_id, labels, follow_up, patient, view in rows:
+        age = f"{40 + patient % 30:03d}Y" if v2017 else str(40 + patient % 30)
+        lines.append(
+            f"{image_id},{labels},{follow_up},{patient},{age},M,{view},1024,1024,0.143,0.143"
+            + ("," if v2017 else "")
+        )
+    newline = "\r\n" if v2017 else "\n"
+    path.write_bytes((newline.join(lines) + newline).encode())
+
+
+def tiny_cohort(root: Path, n_patients: int = 12, per_patient: int = 3, missing: int = 4) -> list[tuple]:
+    """A small NIH-layout cohort: label table + PNGs in images_00k/images, a few rows not on disk."""
+    rng = np.random.default_rng(0)
+    labels_cycle = ["No Finding", "Cardiomegaly", "Effusion|Cardiomegaly", "Nodule", "No Finding", "Effusion"]
+    rows = []
+    for p in range(1, n_patients + 1):
+        for f in range(per_patient):
+            rows.append((f"{p:08d}_{f:03d}.png", labels_cycle[(p + f) % len(labels_cycle)], f, p, "PA" if f % 2 == 0 else "AP"))
+    root.mkdir(parents=True, exist_ok=True)
+    write_nih_table(root / "Data_Entry_2017_v2020.csv", rows)
+    on_disk = rows[: len(rows) - missing]
+    for i, row in enumerate(on_disk):
+        folder = root / f"images_{1 + i // 20:03d}" / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(folder / row[0])
+    patients = sorted({r[3] for r in rows})
+    test_patients = set(patients[: max(1, len(patients) // 4)])
+    (root / "test_list.txt").write_text("".join(f"{r[0]}\n" for r in rows if r[3] in test_patients))
+    (root / "train_val_list.txt").write_text("".join(f"{r[0]}\n" for r in rows if r[3] not in test_patients))
+    return rows
+
+
+def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real workflow's Snakefile in `workdir`; output captured, never raising."""
+    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
+    if configfile is not None:
+        command += ["--configfile", str(configfile)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
+    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def nih_cohort(tmp_path: Path) -> Path:
+    root = tmp_path / "nih"
+    tiny_cohort(root)
+    return root
