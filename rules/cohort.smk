@@ -1,6 +1,9 @@
 # Cohort stage: (demo cohort) -> index of present images -> patient-disjoint split -> subsets.
 
 
+check_subset_sizes()
+
+
 if config["demo"]["enabled"]:
 
     rule demo_cohort:

@@ -1,4 +1,4 @@
-# Helpers shared by all rule files: path builders and config lookups. Rules stay thin and call
+# Helpers shared by every stage: path builders and config lookups. Rules stay thin and call
 # these instead of indexing the config themselves.
 from pathlib import Path
 
@@ -26,6 +26,20 @@ def subset_sizes() -> list[str]:
 
 def subset_seeds() -> list[int]:
     return list(config["subsets"]["seeds"])
+
+
+def check_subset_sizes() -> None:
+    """Once the split exists, refuse impossible subset sizes before any job runs.
+
+    On a first run the split is not known yet; the subset job then stops with the same message.
+    """
+    split_file = Path(f"{RESULTS}/split.parquet")
+    if split_file.exists():
+        import pandas as pd
+        from probelab.subsets import check_sizes
+
+        split = pd.read_parquet(split_file, columns=["split"])
+        check_sizes(config["subsets"]["sizes"], int((split["split"] == "train").sum()))
 
 
 def subset_paths() -> list[str]:

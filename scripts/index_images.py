@@ -3,7 +3,6 @@
 Writes results/{cohort}/index.parquet (one row per present image) and index_counts.json.
 """
 
-from __future__ import annotations
 
 import argparse
 import logging

@@ -1,6 +1,5 @@
 """Patient-disjoint train / val / test split of the cohort index -> split.parquet."""
 
-from __future__ import annotations
 
 import argparse
 import logging

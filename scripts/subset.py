@@ -1,6 +1,5 @@
 """Balanced training subsets: results/{cohort}/subsets/n{n}/seed{seed}.txt (algorithm: probelab.subsets)."""
 
-from __future__ import annotations
 
 import argparse
 import logging

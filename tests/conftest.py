@@ -62,11 +62,12 @@ def tiny_cohort(root: Path, n_patients: int = 12, per_patient: int = 3, missing:
 
 def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the real workflow's Snakefile in `workdir`; output captured, never raising."""
-    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
+    # Targets and flags first: --configfile takes several values and would swallow them.
+    command = [str(SNAKEMAKE), *args, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
-    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture

@@ -50,5 +50,5 @@ def test_all_is_the_whole_training_split():
 
 
 def test_size_larger_than_training_split():
-    with pytest.raises(CohortError, match=r"subset size 51 \(config key 'subsets.sizes'\) is larger than the training split \(50 images\)"):
+    with pytest.raises(CohortError, match=r"subset size 51 \(config key 'subsets.sizes'\) does not fit the training split \(50 images\)"):
         balanced_subset(imbalanced_train(50), PATHOLOGIES, 51, 0)

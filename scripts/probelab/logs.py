@@ -20,3 +20,10 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(exc_type, exc, traceback) -> None:
+    """Put the reason a step failed into its log (Snakemake prints failed jobs' logs)."""
+    logging.getLogger("probelab").error("%s", exc, exc_info=(exc_type, exc, traceback))
+    sys.__excepthook__(exc_type, exc, traceback)

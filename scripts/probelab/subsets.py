@@ -32,16 +32,10 @@ def balanced_subset(
 ) -> list[str]:
     """Return the sorted image ids of a balanced subset of `train` (columns image_id + labels)."""
     ids = train["image_id"].to_numpy()
+    check_sizes([n], len(train))
     if n == "all":
         return sorted(ids.tolist())
     n = int(n)
-    if n > len(train):
-        raise CohortError(
-            f"subset size {n} (config key 'subsets.sizes') is larger than the training split "
-            f"({len(train)} images); use 'all' or a size of at most {len(train)}."
-        )
-    if n < 1:
-        raise CohortError(f"subset size must be at least 1 (config key 'subsets.sizes'), got {n}.")
     rng = np.random.default_rng([seed, n])
     labels = train[pathologies].to_numpy(dtype=bool)
     has_finding = labels.any(axis=1)
@@ -65,6 +59,16 @@ def balanced_subset(
     _fill(chosen, ~has_finding & ~chosen, n - int(chosen.sum()), rng)
     _fill(chosen, ~chosen, n - int(chosen.sum()), rng)
     return sorted(ids[chosen].tolist())
+
+
+def check_sizes(sizes: list[int | str], n_train: int) -> None:
+    """Refuse subset sizes that the training split cannot provide."""
+    for n in sizes:
+        if n != "all" and not 1 <= int(n) <= n_train:
+            raise CohortError(
+                f"subset size {n} (config key 'subsets.sizes') does not fit the training split "
+                f"({n_train} images); use 'all' or a size from 1 to {n_train}."
+            )
 
 
 def _fill(chosen: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator) -> None:

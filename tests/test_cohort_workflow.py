@@ -1,0 +1,79 @@
+"""Real snakemake runs of the cohort stage, config errors before any job, and a clean lint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import PATHOLOGIES, REPO, run_snakemake, tiny_cohort
+
+pytestmark = pytest.mark.workflow
+
+
+def cohort_config(tmp_path: Path, **overrides) -> Path:
+    root = tmp_path / "data"
+    tiny_cohort(root, n_patients=24, per_patient=3, missing=5)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(
+        cohort="tiny",
+        pathologies=PATHOLOGIES,
+        data={"format": "nih", "root": str(root)},
+        demo={"enabled": False},
+        split={"method": "official", "val_fraction": 0.2, "seed": 1},
+        subsets={"sizes": [8, "all"], "seeds": [0, 1]},
+    )
+    config.update(overrides)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_cohort_stage_runs_through_snakemake(tmp_path):
+    result = run_snakemake(tmp_path, "cohort", configfile=cohort_config(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "results" / "tiny"
+    index = pd.read_parquet(out / "index.parquet")
+    split = pd.read_parquet(out / "split.parquet")
+    assert len(index) == 67 and set(split["image_id"]) == set(index["image_id"])
+    assert split.groupby("patient_id")["split"].nunique().max() == 1
+    train = set(split.loc[split["split"] == "train", "image_id"])
+    for seed in (0, 1):
+        small = (out / "subsets" / "n8" / f"seed{seed}.txt").read_text().split()
+        assert len(small) == 8 and set(small) <= train
+        assert set((out / "subsets" / "nall" / f"seed{seed}.txt").read_text().split()) == train
+    assert (out / "logs" / "index_images.log").read_text().strip()
+
+    again = run_snakemake(tmp_path, "cohort", "--dry-run", configfile=cohort_config(tmp_path))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_invalid_config_stops_before_any_job(tmp_path):
+    config = cohort_config(tmp_path, subsets={"sizes": [0], "seeds": [0]})
+    result = run_snakemake(tmp_path, "cohort", configfile=config)
+    assert result.returncode != 0
+    assert "config key 'subsets.sizes[0]' is invalid" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_subset_larger_than_training_split_is_reported_at_dag_time(tmp_path):
+    assert run_snakemake(tmp_path, "cohort", configfile=cohort_config(tmp_path)).returncode == 0
+    result = run_snakemake(tmp_path, "cohort", configfile=cohort_config(tmp_path, subsets={"sizes": [5000], "seeds": [0]}))
+    assert result.returncode != 0
+    assert "subset size 5000 (config key 'subsets.sizes') does not fit the training split" in result.stderr
+    assert not (tmp_path / "results" / "tiny" / "subsets" / "n5000").exists()
+
+
+def test_subset_job_reports_oversized_request_on_first_run(tmp_path):
+    result = run_snakemake(tmp_path, "cohort", configfile=cohort_config(tmp_path, subsets={"sizes": [5000], "seeds": [0]}))
+    assert result.returncode != 0
+    log = (tmp_path / "results" / "tiny" / "logs" / "subset" / "n5000_seed0.log").read_text()
+    assert "does not fit the training split" in log
+    assert (tmp_path / "results" / "tiny" / "split.parquet").exists()
+
+
+def test_lint_is_clean():
+    result = run_snakemake(REPO, "--lint")
+    assert "Congratulations" in result.stdout + result.stderr, (result.stdout + result.stderr)[-4000:]
