@@ -13,6 +13,8 @@ if config["demo"]["enabled"]:
             demo=config["demo"],
             pathologies=config["pathologies"],
             label_table=config["data"]["label_table"],
+            train_val_list=config["data"]["train_val_list"],
+            test_list=config["data"]["test_list"],
             no_finding=config["no_finding_label"],
         log:
             f"{LOGS}/demo_cohort.log",

@@ -98,6 +98,13 @@ def check_consistency(config: dict[str, Any]) -> None:
             )
 
 
+    demo = config.get("demo", {})
+    if demo.get("rgba_fraction", 0) + demo.get("sixteen_bit_fraction", 0) > 1:
+        raise ConfigError(
+            "config keys 'demo.rgba_fraction' + 'demo.sixteen_bit_fraction' must not exceed 1."
+        )
+
+
 def load_config(path: str | Path, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
     """Read a YAML config file and validate it (defaults filled in)."""
     with open(path) as handle:
