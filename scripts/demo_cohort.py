@@ -89,8 +89,7 @@ if "snakemake" in globals():
         params.demo,
         label_table=params.label_table,
         no_finding_label=params.no_finding,
-        # Optional in the rule: pass data.train_val_list / data.test_list to rename the lists.
-        lists={key: getattr(params, key) for key in ("train_val_list", "test_list") if hasattr(params, key)},
+        lists={"train_val_list": params.train_val_list, "test_list": params.test_list},
     )
 elif __name__ == "__main__":
     main()
