@@ -1,0 +1,331 @@
+"""HDF5 feature caches: atomic writers, a resumable chunked image-cache writer, checking readers.
+
+A cache is a Snakemake output with one writer. It appears under its final name only when complete
+(`atomic_h5`: written to a temporary sibling, then renamed) and carries attributes that say what
+produced it; readers verify those attributes against what the caller expects (`check_attrs`) and
+refuse a stale or foreign cache with one sentence naming the file and the attribute.
+
+The image cache is built chunk by chunk. Each finished chunk is saved under its final name in a
+hidden `.<name>.partial/` folder beside the cache (again temp name + rename, so a chunk file is
+either complete or absent, whatever kills the process); a rerun with the same provenance resumes
+after the last complete chunk; the HDF5 file is assembled from the chunks at the end, streaming,
+so memory stays flat in the number of images.
+
+File formats: docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probelab import __version__
+from probelab.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+IMAGE_DATASETS = ("image_id", "features", "failed")
+PROMPT_DATASETS = ("pathologies", "templates", "prompts", "per_template", "per_pathology", "mega_vector")
+# Rows per HDF5 storage chunk of `features`: small enough that reading a subset touches little
+# more than the subset, large enough that a full read is a few hundred I/O calls.
+FEATURE_CHUNK_ROWS = 256
+
+
+class CacheError(ValueError):
+    """A cache file that cannot be used; the message names the file and why."""
+
+
+class CacheMismatchError(CacheError):
+    """A cache whose provenance attributes differ from what the caller expects."""
+
+
+def _plain(value: Any) -> Any:
+    """HDF5 hands back numpy scalars and arrays; compare and print them as Python values."""
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _same(found: Any, expected: Any) -> bool:
+    if isinstance(found, float) and isinstance(expected, float):
+        return (math.isnan(found) and math.isnan(expected)) or math.isclose(found, expected, rel_tol=1e-9)
+    return found == expected
+
+
+def check_attrs(path: str | Path, attrs: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    """Verify provenance: every key of `expected` whose value is not None must match `attrs`.
+
+    Generic over any cache (image, prompt, text features): `attrs` is what the file says
+    (e.g. `dict(h5file.attrs)`), `expected` what the caller needs. Raises CacheMismatchError with
+    one sentence naming the file, the attribute, the expected and the found value.
+    """
+    for key, want in expected.items():
+        if want is None:
+            continue
+        if key not in attrs:
+            raise CacheMismatchError(
+                f"cache {path} has no attribute '{key}' (expected {_plain(want)!r}), so it is not a cache "
+                "of this kind or was written by another version; delete it to rebuild it."
+            )
+        found, want = _plain(attrs[key]), _plain(want)
+        if not _same(found, want):
+            raise CacheMismatchError(
+                f"cache {path} does not match: attribute '{key}' is {found!r}, expected {want!r}; "
+                "delete it to rebuild it or point the config at the right file."
+            )
+
+
+@contextmanager
+def atomic_h5(path: str | Path) -> Iterator[Any]:
+    """Open a new HDF5 file for writing that appears at `path` only if the block succeeds.
+
+    Usage: `with atomic_h5(out) as h5: h5.create_dataset(...); h5.attrs[...] = ...`.
+    The file is written to a temporary sibling and renamed after it is closed, so a reader (or
+    Snakemake) never sees a half-written cache, and a failure leaves any earlier file untouched.
+    """
+    import h5py
+
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as h5:
+            yield h5
+
+
+def _open_h5(path: str | Path, required: tuple[str, ...], kind: str) -> Any:
+    import h5py
+
+    if not Path(path).is_file():
+        raise CacheError(f"{kind} cache {path} does not exist; build it with the workflow first.")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as error:
+        raise CacheError(f"{kind} cache {path} is not a readable HDF5 file ({error}).") from error
+    missing = [name for name in required if name not in h5]
+    if missing:
+        h5.close()
+        raise CacheError(f"{kind} cache {path} lacks the dataset '{missing[0]}', so it is not a probelab {kind} cache.")
+    return h5
+
+
+def _strings(dataset: Any) -> np.ndarray:
+    return np.asarray(dataset.asstr()[()], dtype=str)
+
+
+# --------------------------------------------------------------------------------------------
+# image cache
+
+
+@dataclass
+class ImageCache:
+    """Image embeddings of the images that decoded; `failed_ids` lists those that did not."""
+
+    image_ids: np.ndarray
+    features: np.ndarray
+    failed_ids: list[str]
+    attrs: dict[str, Any]
+
+
+def read_image_cache(
+    path: str | Path,
+    *,
+    encoder: str | None = None,
+    index_hash: str | None = None,
+    dim: int | None = None,
+) -> ImageCache:
+    """Read an image cache after checking it was built by `encoder`, from the index with
+    `index_hash`, with embedding dimension `dim` (each check skipped when None)."""
+    with _open_h5(path, IMAGE_DATASETS, "image") as h5:
+        attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+        check_attrs(path, attrs, {"encoder": encoder, "index_hash": index_hash, "embedding_dim": dim})
+        ids = _strings(h5["image_id"])
+        failed = np.asarray(h5["failed"][()], dtype=bool)
+        features = np.asarray(h5["features"][()], dtype=np.float32)
+    if features.shape != (len(ids), attrs.get("embedding_dim", features.shape[1])):
+        raise CacheError(
+            f"image cache {path} is inconsistent: features have shape {features.shape} for {len(ids)} image ids."
+        )
+    return ImageCache(image_ids=ids[~failed], features=features[~failed], failed_ids=ids[failed].tolist(), attrs=attrs)
+
+
+class ResumableImageCache:
+    """Writes an image cache in chunks that survive a kill, then assembles the HDF5 file.
+
+    `attrs` is the provenance of the run; a partial run is resumed only when its provenance and
+    layout (rows, chunk size, dimension, dtype) are identical, otherwise it is discarded.
+    """
+
+    def __init__(self, path: str | Path, attrs: Mapping[str, Any], n_rows: int, chunk_size: int, dim: int, dtype: str):
+        self.path = Path(path)
+        self.partial = self.path.parent / f".{self.path.name}.partial"
+        self.n_rows, self.chunk_size, self.dim, self.dtype = n_rows, chunk_size, dim, dtype
+        self.attrs = {key: _plain(value) for key, value in {**attrs, "probelab_version": __version__}.items()}
+        self.layout = {"n_rows": n_rows, "chunk_size": chunk_size, "embedding_dim": dim, "dtype": dtype}
+
+    def _chunk_file(self, start: int) -> Path:
+        return self.partial / f"chunk_{start:010d}.npz"
+
+    def _meta(self) -> dict[str, Any]:
+        return {"attrs": self.attrs, "layout": self.layout}
+
+    def resume_row(self) -> int:
+        """Prepare the partial folder; return the first row still to encode (0 for a fresh run)."""
+        meta_file = self.partial / "meta.json"
+        if self.partial.is_dir():
+            try:
+                previous = json.loads(meta_file.read_text())
+            except (OSError, ValueError):
+                previous = None
+            if previous == json.loads(json.dumps(self._meta())):
+                row = 0
+                while row < self.n_rows and self._chunk_file(row).is_file():
+                    row += self.chunk_size
+                row = min(row, self.n_rows)
+                if row:
+                    log.info("resuming %s after %d of %d images (complete chunks found)", self.path, row, self.n_rows)
+                return row
+            log.warning("discarding partial run in %s: it was started with other settings or another index", self.partial)
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True)
+        with atomic_path(meta_file) as tmp:
+            tmp.write_text(json.dumps(self._meta(), indent=1))
+        return 0
+
+    def write_chunk(self, start: int, features: np.ndarray, failed: np.ndarray) -> None:
+        """Save rows start..start+len(features) as one chunk file, atomically."""
+        expected_rows = min(self.chunk_size, self.n_rows - start)
+        if start % self.chunk_size or features.shape != (expected_rows, self.dim) or failed.shape != (expected_rows,):
+            raise ValueError(
+                f"chunk at row {start} has features {features.shape} and failed {failed.shape}, "
+                f"expected ({expected_rows}, {self.dim}) at a multiple of {self.chunk_size}."
+            )
+        fd, tmp = tempfile.mkstemp(prefix=".chunk.", suffix=".tmp", dir=self.partial)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, features=features.astype(self.dtype), failed=failed.astype(bool))
+            os.replace(tmp, self._chunk_file(start))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def finish(self, image_ids: list[str]) -> None:
+        """Assemble the chunks into the HDF5 cache (atomically) and remove the partial folder."""
+        import h5py
+
+        if len(image_ids) != self.n_rows:
+            raise ValueError(f"{len(image_ids)} image ids for a cache of {self.n_rows} rows.")
+        with atomic_h5(self.path) as h5:
+            h5.create_dataset("image_id", data=np.asarray(image_ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            features = h5.create_dataset(
+                "features",
+                shape=(self.n_rows, self.dim),
+                dtype=self.dtype,
+                chunks=(max(1, min(FEATURE_CHUNK_ROWS, self.n_rows)), self.dim),
+            )
+            failed = h5.create_dataset("failed", shape=(self.n_rows,), dtype=bool)
+            for start in range(0, self.n_rows, self.chunk_size):
+                chunk_file = self._chunk_file(start)
+                if not chunk_file.is_file():
+                    raise CacheError(f"chunk file {chunk_file} is missing; the run did not encode rows from {start}.")
+                with np.load(chunk_file) as chunk:
+                    stop = start + len(chunk["features"])
+                    features[start:stop] = chunk["features"]
+                    failed[start:stop] = chunk["failed"]
+            for key, value in {**self.attrs, "embedding_dim": self.dim, "dtype": self.dtype}.items():
+                h5.attrs[key] = value
+        shutil.rmtree(self.partial)
+
+
+# --------------------------------------------------------------------------------------------
+# prompt cache
+
+
+@dataclass
+class PromptCache:
+    """Per-pathology prompt embeddings and what zero-shot scoring needs.
+
+    `logit_scale` is the multiplier (already exponentiated) and `logit_bias` the offset of the
+    model's image-text logits: logit = logit_scale * cosine + logit_bias (bias NaN when the model
+    has none, e.g. CLIP; SigLIP has one).
+    """
+
+    pathologies: list[str]
+    templates: list[str]
+    prompts: np.ndarray
+    per_template: np.ndarray
+    per_pathology: np.ndarray
+    mega_vector: np.ndarray
+    logit_scale: float
+    logit_bias: float
+    attrs: dict[str, Any]
+
+
+def write_prompt_cache(
+    path: str | Path,
+    pathologies: list[str],
+    templates: list[str],
+    prompts: list[list[str]],
+    per_template: np.ndarray,
+    per_pathology: np.ndarray,
+    mega_vector: np.ndarray,
+    attrs: Mapping[str, Any],
+) -> None:
+    """Write a prompt cache atomically (datasets as in docs/architecture.md)."""
+    import h5py
+
+    text = h5py.string_dtype("utf-8")
+    with atomic_h5(path) as h5:
+        h5.create_dataset("pathologies", data=np.asarray(pathologies, dtype=object), dtype=text)
+        h5.create_dataset("templates", data=np.asarray(templates, dtype=object), dtype=text)
+        h5.create_dataset("prompts", data=np.asarray(prompts, dtype=object), dtype=text)
+        h5.create_dataset("per_template", data=np.asarray(per_template, dtype=np.float32))
+        h5.create_dataset("per_pathology", data=np.asarray(per_pathology, dtype=np.float32))
+        h5.create_dataset("mega_vector", data=np.asarray(mega_vector, dtype=np.float32))
+        for key, value in {**attrs, "probelab_version": __version__}.items():
+            h5.attrs[key] = _plain(value)
+
+
+def read_prompt_cache(
+    path: str | Path,
+    *,
+    encoder: str | None = None,
+    pathologies: list[str] | None = None,
+    dim: int | None = None,
+) -> PromptCache:
+    """Read a prompt cache after checking its encoder, its pathologies (same names, same order)
+    and its embedding dimension (each check skipped when None)."""
+    with _open_h5(path, PROMPT_DATASETS, "prompt") as h5:
+        attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+        found_pathologies = _strings(h5["pathologies"]).tolist()
+        check_attrs(
+            path,
+            {**attrs, "pathologies": found_pathologies},
+            {"encoder": encoder, "pathologies": list(pathologies) if pathologies is not None else None, "embedding_dim": dim},
+        )
+        cache = PromptCache(
+            pathologies=found_pathologies,
+            templates=_strings(h5["templates"]).tolist(),
+            prompts=_strings(h5["prompts"]),
+            per_template=np.asarray(h5["per_template"][()], dtype=np.float32),
+            per_pathology=np.asarray(h5["per_pathology"][()], dtype=np.float32),
+            mega_vector=np.asarray(h5["mega_vector"][()], dtype=np.float32),
+            logit_scale=float(attrs.get("logit_scale", float("nan"))),
+            logit_bias=float(attrs.get("logit_bias", float("nan"))),
+            attrs=attrs,
+        )
+    return cache

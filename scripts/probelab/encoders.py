@@ -1,0 +1,302 @@
+"""Image/text encoders behind one interface, built from a config entry (config key `encoders`).
+
+Backends:
+- `open_clip`: a built-in architecture name with a `pretrained` tag or weights file, an
+  `hf-hub:` id that carries an open_clip config, a local folder with `open_clip_config.json`,
+  or a local architecture JSON file (registered with `open_clip.add_model_config`) with optional
+  weights; without weights the model is randomly initialised from the encoder's seed.
+- `transformers`: a CLIP or SigLIP checkpoint in Transformers format (hub id or local folder).
+
+Both give float32 numpy features (L2-normalised when configured) from batches of pixel tensors
+made by the model's own preprocessing, and text features from strings when the model has a text
+tower. torch, open_clip and transformers are imported only when an encoder is built.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+class EncoderError(ValueError):
+    """An encoder that cannot be built or used as configured; the message names it."""
+
+
+def pick_device(requested: str) -> str:
+    """`auto` picks CUDA, then Apple MPS, then CPU; an explicit device must be available."""
+    import torch
+
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    }
+    if requested == "auto":
+        return next(device for device in ("cuda", "mps", "cpu") if available[device])
+    if not available.get(requested, False):
+        raise EncoderError(f"device '{requested}' was requested but is not available on this machine; use device: auto or cpu.")
+    return requested
+
+
+def effective_precision(precision: str, device: str) -> str:
+    """bf16/fp16 autocast is a GPU speed-up; on CPU, fp16 autocast is slow or unsupported, so it
+    falls back to fp32 (bf16 autocast works on CPU and is kept)."""
+    if device == "cpu" and precision == "fp16":
+        log.warning("precision fp16 is not used on CPU; encoding in fp32 instead")
+        return "fp32"
+    return precision
+
+
+class TransformersPreprocess:
+    """A Transformers image processor as a picklable per-image callable for DataLoader workers."""
+
+    def __init__(self, processor: Any):
+        self.processor = processor
+
+    def __call__(self, image: Image.Image) -> Any:
+        return self.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+
+
+@dataclass
+class Encoder(ABC):
+    """A built encoder: the model, its preprocessing and the provenance written into caches."""
+
+    name: str
+    backend: str
+    model_id: str
+    weights: str
+    model: Any
+    preprocess: Any
+    device: str
+    precision: str
+    normalize: bool
+    has_text: bool
+    logit_scale: float = math.nan
+    logit_bias: float = math.nan
+    input_shape: tuple[int, ...] = ()
+    embed_dim: int = 0
+    preprocessing: str = ""
+    _tokenizer: Any = field(default=None, repr=False)
+
+    @abstractmethod
+    def _image_features(self, pixels: Any) -> Any:
+        """Backend forward pass: pixels on the device -> (B, D) tensor."""
+
+    @abstractmethod
+    def _text_features(self, texts: list[str]) -> Any:
+        """Backend forward pass: strings -> (len(texts), D) tensor."""
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device, dtype=dtype)
+
+    def _finish(self, features: Any) -> np.ndarray:
+        import torch
+
+        features = features.float()
+        if self.normalize:
+            features = torch.nn.functional.normalize(features, dim=-1)
+        return features.cpu().numpy()
+
+    def encode_images(self, pixels: Any) -> np.ndarray:
+        """(B, C, H, W) preprocessed pixels -> (B, D) float32 features."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            return self._finish(self._image_features(pixels.to(self.device, non_blocking=True)))
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Strings -> (len(texts), D) float32 features; refused for an encoder without text tower."""
+        import torch
+
+        if not self.has_text:
+            raise EncoderError(
+                f"encoder '{self.name}' has no text tower (config encoders.{self.name}.text is false), "
+                "so it cannot embed prompts for prompt-fusion or zero-shot models."
+            )
+        with torch.inference_mode(), self._autocast():
+            return self._finish(self._text_features(texts))
+
+    def provenance(self) -> dict[str, Any]:
+        """The attributes a cache built with this encoder records (docs/architecture.md)."""
+        return {
+            "encoder": self.name,
+            "backend": self.backend,
+            "model_id": self.model_id,
+            "weights": self.weights,
+            "image_size": "x".join(str(s) for s in self.input_shape[1:]),
+            "preprocessing": self.preprocessing,
+            "normalize": self.normalize,
+            "embedding_dim": self.embed_dim,
+        }
+
+    def _probe_shapes(self) -> None:
+        # The model's own preprocessing and forward pass say what the input and output sizes are.
+        import torch
+
+        self.input_shape = tuple(self.preprocess(Image.new("L", (32, 32))).shape)
+        with torch.inference_mode(), self._autocast():
+            features = self._image_features(torch.zeros((1, *self.input_shape), device=self.device))
+        self.embed_dim = int(features.shape[-1])
+
+
+class OpenClipEncoder(Encoder):
+    def _image_features(self, pixels: Any) -> Any:
+        return self.model.encode_image(pixels)
+
+    def _text_features(self, texts: list[str]) -> Any:
+        return self.model.encode_text(self._tokenizer(texts).to(self.device))
+
+
+class TransformersEncoder(Encoder):
+    def _image_features(self, pixels: Any) -> Any:
+        return _pooled(self.model.get_image_features(pixel_values=pixels))
+
+    def _text_features(self, texts: list[str]) -> Any:
+        if not hasattr(self.model, "get_text_features"):
+            raise EncoderError(
+                f"encoder '{self.name}' ({self.model_id}) has no text tower; set encoders.{self.name}.text to false."
+            )
+        config = self.model.config
+        siglip = "siglip" in config.model_type
+        tokens = self._tokenizer(
+            texts,
+            # SigLIP was trained on text padded to the full length; CLIP on the longest in batch
+            padding="max_length" if siglip else True,
+            truncation=True,
+            max_length=config.text_config.max_position_embeddings,
+            return_tensors="pt",
+        )
+        return _pooled(self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()}))
+
+
+def _pooled(output: Any) -> Any:
+    # Transformers 5 returns a model output whose pooler_output holds the projected features;
+    # Transformers 4 returned the tensor itself.
+    return output.pooler_output if hasattr(output, "pooler_output") else output
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _build_open_clip(name: str, settings: dict[str, Any], device: str) -> OpenClipEncoder:
+    import open_clip
+    import torch
+
+    model_ref, pretrained = settings["model"], settings.get("pretrained")
+    if model_ref.endswith(".json"):
+        path = Path(model_ref)
+        if not path.is_file():
+            raise EncoderError(f"encoder '{name}': architecture file {model_ref} does not exist.")
+        architecture = json.loads(path.read_text())
+        missing = [key for key in ("embed_dim", "vision_cfg", "text_cfg") if key not in architecture]
+        if missing:
+            raise EncoderError(f"encoder '{name}': architecture file {model_ref} lacks the key '{missing[0]}'.")
+        open_clip.add_model_config(path)  # registered under the file's stem
+        arch = path.stem
+    elif Path(model_ref).is_dir():
+        arch = f"local-dir:{model_ref}"
+    else:
+        arch = model_ref
+    torch.manual_seed(settings["seed"])  # the random init of models without weights
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=device)
+        tokenizer = open_clip.get_tokenizer(arch) if settings["text"] else None
+    except (RuntimeError, FileNotFoundError, ValueError) as error:
+        raise EncoderError(f"encoder '{name}': open_clip could not build '{model_ref}' ({_one_line(str(error))}).") from error
+    model.eval()
+    loaded = pretrained or model_ref.startswith("hf-hub:") or arch.startswith("local-dir:")
+    logit_bias = getattr(model, "logit_bias", None)
+    return OpenClipEncoder(
+        name=name,
+        backend="open_clip",
+        model_id=model_ref,
+        weights=str(pretrained or model_ref) if loaded else f"random init (seed {settings['seed']})",
+        model=model,
+        preprocess=preprocess,
+        device=device,
+        precision=effective_precision(settings["precision"], device),
+        normalize=settings["normalize"],
+        has_text=settings["text"],
+        logit_scale=float(model.logit_scale.exp().item()),
+        logit_bias=float(logit_bias.item()) if logit_bias is not None else math.nan,
+        preprocessing=_one_line(repr(preprocess)),
+        _tokenizer=tokenizer,
+    )
+
+
+def _build_transformers(name: str, settings: dict[str, Any], device: str) -> TransformersEncoder:
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    model_ref, remote = settings["model"], settings["trust_remote_code"]
+    if settings.get("pretrained"):
+        raise EncoderError(
+            f"encoder '{name}': pretrained is for open_clip only; a Transformers checkpoint carries its "
+            "weights in its folder or hub repository (set pretrained: null)."
+        )
+    try:
+        model = AutoModel.from_pretrained(model_ref, trust_remote_code=remote)
+        processor = AutoImageProcessor.from_pretrained(model_ref, trust_remote_code=remote)
+        tokenizer = AutoTokenizer.from_pretrained(model_ref, trust_remote_code=remote) if settings["text"] else None
+    except (OSError, ValueError) as error:
+        raise EncoderError(f"encoder '{name}': Transformers could not load '{model_ref}' ({_one_line(str(error))}).") from error
+    if not hasattr(model, "get_image_features"):
+        raise EncoderError(
+            f"encoder '{name}': {model_ref} is a {type(model).__name__}, not a CLIP- or SigLIP-style model with get_image_features."
+        )
+    model.to(device).eval()
+    scale, bias = getattr(model, "logit_scale", None), getattr(model, "logit_bias", None)
+    built_from = settings.get("build_from")
+    return TransformersEncoder(
+        name=name,
+        backend="transformers",
+        model_id=model_ref,
+        weights=f"random init (seed {settings['seed']}) from {built_from}" if built_from else model_ref,
+        model=model,
+        preprocess=TransformersPreprocess(processor),
+        device=device,
+        precision=effective_precision(settings["precision"], device),
+        normalize=settings["normalize"],
+        has_text=settings["text"],
+        logit_scale=float(scale.exp().item()) if scale is not None else math.nan,
+        logit_bias=float(bias.item()) if bias is not None else math.nan,
+        preprocessing=json.dumps(processor.to_dict(), sort_keys=True, default=str),
+        _tokenizer=tokenizer,
+    )
+
+
+def build_encoder(name: str, settings: dict[str, Any]) -> Encoder:
+    """Build the encoder `name` from its validated config entry (see schemas/embed.schema.yaml)."""
+    device = pick_device(settings["device"])
+    builders = {"open_clip": _build_open_clip, "transformers": _build_transformers}
+    encoder = builders[settings["backend"]](name, settings, device)
+    encoder._probe_shapes()
+    log.info(
+        "encoder %s: %s %s (%s), input %s, dim %d, %s on %s",
+        name,
+        encoder.backend,
+        encoder.model_id,
+        encoder.weights,
+        encoder.input_shape,
+        encoder.embed_dim,
+        encoder.precision,
+        device,
+    )
+    return encoder

@@ -1,0 +1,174 @@
+"""embed_images end to end: bad files, resume after SIGKILL, and the Snakemake rules on a tiny demo."""
+
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import REPO, run_snakemake
+from embed_images import embed_images
+from probelab.cache import read_image_cache, read_prompt_cache
+from probelab.cohort import index_hash
+from probelab.config import validate_config
+from probelab.images import ImageLoadError
+
+DEMO_JSON = REPO / "configs" / "encoders" / "probelab-demo-vit-tiny.json"
+EMBEDDING = {"chunk_size": 8, "prefetch_factor": 2, "threads": 1, "mem_mb": 1000, "runtime": 10, "progress_interval_s": 0}
+
+
+def settings(**entry):
+    config = {"cohort": "t", "pathologies": ["Mass"], "data": {"root": "."}, "encoders": {"e": entry}}
+    defaults = {"backend": "open_clip", "model": str(DEMO_JSON), "device": "cpu", "batch_size": 4, "num_workers": 0}
+    config["encoders"]["e"] = {**defaults, **entry}
+    return validate_config(config)["encoders"]["e"]
+
+
+def write_index(folder: Path, n: int, bad: dict[int, bytes] | None = None) -> Path:
+    """n images (mixed modes), some replaced by bad bytes; the index parquet lists them all."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        path = folder / f"{i:05d}.png"
+        if bad and i in bad:
+            path.write_bytes(bad[i])
+        elif i % 5 == 1:
+            Image.fromarray(rng.integers(0, 255, (48, 48, 4), dtype=np.uint8), mode="RGBA").save(path)
+        elif i % 5 == 2:
+            Image.fromarray(rng.integers(0, 4000, (48, 48), dtype=np.uint16)).save(path)
+        else:
+            Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(path)
+        rows.append({"image_id": path.name, "path": str(path), "patient_id": str(i)})
+    pd.DataFrame(rows).to_parquet(folder / "index.parquet")
+    return folder / "index.parquet"
+
+
+def test_bad_images_are_recorded_and_skipped_with_a_warning(tmp_path, caplog):
+    index = write_index(tmp_path / "imgs", 12, bad={3: b"not an image", 9: b"\x89PNG\r\n\x1a\n truncated"})
+    caplog.set_level(logging.WARNING)
+    summary = embed_images(index, tmp_path / "e.h5", "e", settings(num_workers=1), EMBEDDING)
+    assert summary.n_failed == 2
+    cache = read_image_cache(tmp_path / "e.h5", encoder="e", index_hash=index_hash(pd.read_parquet(index)), dim=64)
+    assert cache.failed_ids == ["00003.png", "00009.png"]
+    assert len(cache.image_ids) == 10 and cache.features.shape == (10, 64)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "00003.png could not be decoded" in warned and "00009.png" in warned
+
+
+def test_bad_image_stops_the_run_when_configured(tmp_path):
+    index = write_index(tmp_path / "imgs", 12, bad={5: b"garbage"})
+    with pytest.raises(ImageLoadError, match=r"00005\.png could not be decoded .*on_bad_image is fail"):
+        embed_images(index, tmp_path / "e.h5", "e", settings(on_bad_image="fail"), EMBEDDING)
+    assert not (tmp_path / "e.h5").exists()
+
+
+def test_empty_or_malformed_index_is_refused(tmp_path):
+    pd.DataFrame({"image_id": [], "path": []}).to_parquet(tmp_path / "empty.parquet")
+    with pytest.raises(ValueError, match=r"empty\.parquet lists no images"):
+        embed_images(tmp_path / "empty.parquet", tmp_path / "e.h5", "e", settings(), EMBEDDING)
+    pd.DataFrame({"image_id": ["a.png"]}).to_parquet(tmp_path / "nopath.parquet")
+    with pytest.raises(ValueError, match=r"nopath\.parquet lacks the column 'path'"):
+        embed_images(tmp_path / "nopath.parquet", tmp_path / "e.h5", "e", settings(), EMBEDDING)
+
+
+def test_resume_after_sigkill_gives_identical_features(tmp_path, caplog):
+    index = write_index(tmp_path / "imgs", 30)
+    entry = settings(num_workers=1)
+    embed_images(index, tmp_path / "reference.h5", "e", entry, EMBEDDING)
+
+    # A real SIGKILL right after the second chunk is saved (no cleanup code can run).
+    killer = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(REPO / "scripts")!r})
+        from pathlib import Path
+        import probelab.cache as cache
+        from embed_images import embed_images
+        original, saved = cache.ResumableImageCache.write_chunk, []
+        def write_then_die(self, start, features, failed):
+            original(self, start, features, failed)
+            saved.append(start)
+            if len(saved) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+        cache.ResumableImageCache.write_chunk = write_then_die
+        embed_images(Path({str(index)!r}), Path({str(tmp_path / "e.h5")!r}), "e", {entry!r}, {EMBEDDING!r})
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", killer], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert not (tmp_path / "e.h5").exists()
+    assert len(list((tmp_path / ".e.h5.partial").glob("chunk_*.npz"))) == 2
+
+    caplog.set_level(logging.INFO)
+    summary = embed_images(index, tmp_path / "e.h5", "e", entry, EMBEDDING)
+    assert summary.n_encoded == 30 - 16
+    assert "resuming" in caplog.text
+    resumed, reference = read_image_cache(tmp_path / "e.h5"), read_image_cache(tmp_path / "reference.h5")
+    assert np.array_equal(resumed.features, reference.features)
+    assert resumed.image_ids.tolist() == reference.image_ids.tolist()
+    assert not (tmp_path / ".e.h5.partial").exists()
+
+
+TINY_CONFIG = """
+cohort: tiny
+pathologies: [Atelectasis, Effusion, Pleural_Thickening]
+data: {{root: results/tiny/data}}
+demo: {{enabled: true, n_images: 40, image_size: 64, images_per_folder: 20}}
+split: {{method: random}}
+subsets: {{sizes: [all], seeds: [0]}}
+encoders:
+  demo_openclip:
+    backend: open_clip
+    model: {demo_json}
+    batch_size: 8
+    num_workers: 1
+  demo_hfclip:
+    backend: transformers
+    build_from: {demo_hf_json}
+    num_workers: 0
+  image_only:
+    backend: open_clip
+    model: {demo_json}
+    text: false
+    num_workers: 0
+embedding: {{chunk_size: 16, threads: 1}}
+prompts:
+  templates: ["signs of {{pathology}}", "a chest x-ray showing {{pathology}}"]
+"""
+
+
+@pytest.mark.workflow
+def test_embedding_rules_run_through_snakemake(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        TINY_CONFIG.format(demo_json=DEMO_JSON, demo_hf_json=REPO / "configs" / "encoders" / "demo-hf-clip.json")
+    )
+    run = run_snakemake(tmp_path, "embeddings", configfile=config)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = tmp_path / "results" / "tiny"
+    index = pd.read_parquet(results / "index.parquet")
+    for name in ("demo_openclip", "demo_hfclip", "image_only"):
+        cache = read_image_cache(results / "embeddings" / f"{name}.h5", encoder=name, index_hash=index_hash(index), dim=64)
+        assert len(cache.image_ids) + len(cache.failed_ids) == len(index)
+        assert cache.attrs["backend"] == ("transformers" if name == "demo_hfclip" else "open_clip")
+    for name in ("demo_openclip", "demo_hfclip"):
+        prompts = read_prompt_cache(results / "prompts" / f"{name}.h5", encoder=name, pathologies=["Atelectasis", "Effusion", "Pleural_Thickening"], dim=64)
+        assert prompts.per_template.shape == (3, 2, 64) and prompts.mega_vector.shape == (3 * 64,)
+        assert prompts.prompts[2, 1] == "a chest x-ray showing pleural thickening"
+    assert not (results / "prompts" / "image_only.h5").exists()
+    assert (results / "logs" / "embed_images" / "demo_openclip.log").read_text().count("img/s") >= 1
+    assert not list(results.glob("embeddings/.*"))  # no partial or temporary files left
+
+    again = run_snakemake(tmp_path, "embeddings", "--dry-run", configfile=config)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    refused = run_snakemake(tmp_path, str(Path("results/tiny/prompts/image_only.h5")), configfile=config)
+    assert refused.returncode != 0
+    log = (results / "logs" / "embed_prompts" / "image_only.log").read_text()
+    assert "encoder 'image_only' has no text tower" in log
