@@ -1,0 +1,1 @@
+"""The experiment report: aggregation of run folders, patient-level bootstrap, figures, summary."""

@@ -1,0 +1,248 @@
+"""Aggregation of hand-made run folders into metrics.csv, summary_by_setting.csv and history.csv;
+the report section of the config; bad run folders get one clear sentence."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from report_fixtures import EPOCH_MODELS, PATHOLOGIES, write_cohort, write_runs, write_sentiment
+
+from probelab.config import ConfigError, config_hash, validate_config
+from probelab.report.aggregate import (
+    RunFolderError,
+    history_table,
+    metrics_table,
+    read_run,
+    read_runs,
+    read_table,
+    sentiment_table,
+    size_order,
+    summarise_by_setting,
+)
+from probelab.report.settings import check_report_config, figure_names, summary_config, summary_figures
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results") / "demo"
+    cohort = write_cohort(results)
+    folders = write_runs(results, cohort, encoders=("enc_a",), sizes=("10", "all"), seeds=(0, 1, 2))
+    return folders
+
+
+def test_metrics_table_has_one_row_per_run_split_policy_metric_pathology(runs):
+    table = metrics_table(read_runs(runs), "demo")
+    expected_rows = sum(len(json.loads((f / "metrics.json").read_text())["metrics"]) for f in runs)
+    assert len(table) == expected_rows
+    assert list(table.columns) == [
+        "cohort", "encoder", "model", "n", "n_train", "seed", "split", "policy", "metric", "pathology", "value",
+    ]
+    assert not table.duplicated(["encoder", "model", "n", "seed", "split", "policy", "metric", "pathology"]).any()
+    assert set(table["n"]) == {"10", "all"}
+    # "all" carries its real number of training images (the train split of the fixture cohort)
+    assert set(table.loc[table["n"] == "all", "n_train"]) == {72}
+    assert set(table.loc[table["n"] == "10", "n_train"]) == {10}
+
+
+def test_summary_by_setting_is_mean_std_and_count_over_seeds(runs):
+    table = metrics_table(read_runs(runs), "demo")
+    summary = summarise_by_setting(table)
+    key = dict(encoder="enc_a", model="baseline_mlp", n="all", split="test", policy="tuned", metric="f1", pathology="macro")
+    values = table.loc[np.logical_and.reduce([table[k] == v for k, v in key.items()]), "value"]
+    row = summary.loc[np.logical_and.reduce([summary[k] == v for k, v in key.items()])].iloc[0]
+    assert len(values) == 3
+    assert row["mean"] == pytest.approx(values.mean())
+    assert row["std"] == pytest.approx(values.std(ddof=1))
+    assert row["n_seeds"] == 3 and row["n_runs"] == 3 and row["n_train"] == 72
+
+
+def test_undefined_values_stay_undefined_and_are_not_counted(tmp_path, runs):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    for row in metrics["metrics"]:
+        if row["metric"] == "auroc" and row["pathology"] == "Hernia":
+            row["value"] = None
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    table = metrics_table([read_run(folder)], "demo")
+    hernia = table[(table["metric"] == "auroc") & (table["pathology"] == "Hernia")]
+    assert hernia["value"].isna().all()
+    summary = summarise_by_setting(table)
+    assert (summary.loc[(summary["metric"] == "auroc") & (summary["pathology"] == "Hernia"), "n_seeds"] == 0).all()
+
+
+def test_history_table_holds_the_runs_with_epochs(runs):
+    history = history_table(read_runs(runs))
+    assert set(history["model"]) == EPOCH_MODELS & {"baseline_mlp", "two_branch_concat", "linear_probe"}
+    assert list(history.columns) == ["encoder", "model", "n", "n_train", "seed", "epoch", "train_loss", "val_loss", "lr"]
+    assert len(history) == 2 * 2 * 3 * 8  # two epoch models x two sizes x three seeds x eight epochs
+
+
+def test_aggregate_step_writes_the_three_tables(runs, tmp_path):
+    import aggregate as step
+
+    out = tmp_path / "report"
+    step.aggregate(runs, "demo", out / "metrics.csv", out / "summary_by_setting.csv", out / "history.csv")
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "metrics.csv", "summary_by_setting.csv"]
+    metrics = read_table(out / "metrics.csv")
+    assert set(metrics["n"]) == {"10", "all"}  # sizes read back as strings, not numbers
+    assert len(read_table(out / "summary_by_setting.csv")) > 0
+
+
+def test_sentiment_table(tmp_path):
+    table = sentiment_table(write_sentiment(tmp_path))
+    assert set(table["method"]) == {"svm", "finetune"}
+    assert set(table["split"]) == {"validation", "test"}
+    assert len(table) == 2 * 2 * 4
+
+
+def test_size_order_puts_all_last():
+    assert size_order(["all", "200", "50", "200"]) == ["50", "200", "all"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", r"metrics.json is not valid JSON"),
+        ('{"run": {"encoder": "e", "model": "m", "n": 5, "seed": 0}, "metrics": []}', r"the 'run' block lacks n_train"),
+        ('{"metrics": []}', r"must be an object with keys 'run' and 'metrics'"),
+        (
+            '{"run": {"encoder": "e", "model": "m", "n": 5, "seed": 0, "n_train": 5}, '
+            '"metrics": [{"split": "test", "policy": "t0.5", "metric": "f1", "pathology": "macro", "value": "high"}]}',
+            r"metrics row 0 has value 'high'; expected a number or null",
+        ),
+        (
+            '{"run": {"encoder": "e", "model": "m", "n": 5, "seed": 0, "n_train": 5}, '
+            '"metrics": [{"split": "test", "metric": "f1", "value": 0.5}]}',
+            r"metrics row 0 must have keys split, policy, metric, pathology, value",
+        ),
+    ],
+)
+def test_bad_metrics_json_is_named(tmp_path, content, message):
+    (tmp_path / "metrics.json").write_text(content)
+    with pytest.raises(RunFolderError, match=message) as error:
+        read_run(tmp_path)
+    assert str(tmp_path / "metrics.json") in str(error.value)
+
+
+def test_missing_metrics_json_and_history_are_named(tmp_path, runs):
+    with pytest.raises(RunFolderError, match="metrics.json is missing"):
+        read_run(tmp_path)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "metrics.json").write_text((runs[0] / "metrics.json").read_text())
+    with pytest.raises(RunFolderError, match="history.csv is missing"):
+        history_table([read_run(folder)])
+    (folder / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    with pytest.raises(RunFolderError, match=r"history.csv lacks the column\(s\) lr, train_loss, val_loss"):
+        history_table([read_run(folder)])
+
+
+def test_the_same_run_twice_is_refused(tmp_path, runs):
+    copy_folder = tmp_path / "copy"
+    copy_folder.mkdir()
+    (copy_folder / "metrics.json").write_text((runs[0] / "metrics.json").read_text())
+    with pytest.raises(RunFolderError, match="describes the same run"):
+        read_runs([runs[0], copy_folder])
+
+
+def test_a_failed_write_leaves_no_table_behind(runs, tmp_path, monkeypatch):
+    import aggregate as step
+
+    out = tmp_path / "report"
+    monkeypatch.setattr(pd.DataFrame, "to_csv", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        step.aggregate(runs, "demo", out / "metrics.csv", out / "summary_by_setting.csv", out / "history.csv")
+    assert list(out.iterdir()) == []
+
+
+def _config(**report) -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["report"] = copy.deepcopy(report)
+    return config
+
+
+def test_report_config_defaults_are_filled_in():
+    config = validate_config(_config())
+    report = config["report"]
+    assert report["bootstrap"]["resamples"] == 1000 and report["bootstrap"]["seed"] == 0
+    assert report["figures"]["formats"] == ["svg", "png"]
+    assert report["comparisons"]["reference"] == "baseline_mlp"
+    check_report_config(config)
+
+
+@pytest.mark.parametrize(
+    "report, message",
+    [
+        ({"bootstrap": {"resamples": 5}}, r"report.bootstrap.resamples' is invalid: 5 is less than the minimum of 50"),
+        ({"figures": {"formats": ["gif"]}}, r"report.figures.formats\[0\]' is invalid"),
+        ({"figures": {"heatmap_size": "biggest"}}, r"report.figures.heatmap_size' is invalid"),
+        ({"policy": "best"}, r"report.policy' is invalid"),
+        ({"colour": "red"}, r"report' has additional properties"),
+    ],
+)
+def test_bad_report_config_is_one_sentence(report, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(_config(**report))
+
+
+def test_plotted_metrics_must_be_bootstrapped():
+    config = validate_config(_config(bootstrap={"metrics": ["auroc"]}))
+    with pytest.raises(ConfigError, match=r"report.figures.learning_curve_metrics' is invalid: f1, exact_match, hamming_loss must also be listed"):
+        check_report_config(config)
+
+
+def test_summary_config_leaves_out_only_the_figure_settings():
+    config = validate_config(_config())
+    reduced = summary_config(config)
+    assert "figures" not in reduced["report"] and "figures" in config["report"]
+    assert {k: v for k, v in reduced.items() if k != "report"} == {k: v for k, v in config.items() if k != "report"}
+    assert summary_figures(config)[0] == "learning_curves.png"
+    sentiment_on = {**config, "sentiment": {"enabled": True}}
+    assert figure_names(sentiment_on)[-1] == "sentiment_comparison"
+
+
+def test_summary_md_from_hand_made_runs(runs, tmp_path):
+    import summary as step
+
+    from probelab.report.intervals import BootstrapSettings, bootstrap_tables
+    from probelab.report.aggregate import write_table
+
+    results = runs[0].parents[4]
+    folders = read_runs(runs)
+    settings = BootstrapSettings(50, 0, 0.95, ("auroc", "f1", "exact_match", "hamming_loss"), "baseline_mlp", ("two_branch_concat",))
+    ci, comparisons = bootstrap_tables(folders, results / "split.parquet", PATHOLOGIES, settings)
+    tables = {name: tmp_path / f"{name}.csv" for name in ("by_setting", "ci", "comparisons")}
+    write_table(tables["by_setting"], summarise_by_setting(metrics_table(folders, "demo")))
+    write_table(tables["ci"], ci)
+    write_table(tables["comparisons"], comparisons)
+    config = validate_config(_config())
+    config["pathologies"] = PATHOLOGIES
+    config["encoders"] = {"enc_a": {"backend": "transformers", "model": "StanfordAIMI/XraySigLIP__vit-b-16-siglip-512__webli"}}
+    cohort = {"index_counts": results / "index_counts.json", "split": results / "split.parquet", "index": results / "index.parquet"}
+    text = step.write_summary(summary_config(config), tables, cohort, ["learning_curves.png"], tmp_path / "summary.md")
+    assert (tmp_path / "summary.md").read_text() == text
+    assert "## Headline: test metrics at all (72) training images" in text
+    assert re.search(r"\| enc_a \| two_branch_concat \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", text)
+    assert "| all-negative baseline |" in text
+    assert "| enc_a | all (72) | two_branch_concat | " in text  # a paired comparison row
+    assert "![Learning curves (test metrics vs training-set size)](learning_curves.png)" in text
+    assert "| present on disk (indexed) | 180 |" in text and "| listed but missing on disk | 7 |" in text
+    assert "| test | 72 | 24 |" in text  # images and patients of the test split
+    assert "Possible overlap with NIH in pretraining.** enc_a" in text and "Label noise" in text
+    assert f"Config hash `{config_hash(summary_config(config))}`" in text
+    assert re.search(r"\| pandas \| \d+\.\d+", text)
+
+    config["report"]["headline_size"] = 999
+    with pytest.raises(ValueError, match=r"'report.headline_size' is 999, but only sizes 10, all were run"):
+        step.write_summary(summary_config(config), tables, cohort, [], tmp_path / "other.md")
+    assert not (tmp_path / "other.md").exists()

@@ -1,0 +1,155 @@
+"""Figures are drawn from small aggregated tables: files in every format, non-empty, with titles,
+axis labels, legends, log x-axis with "all" at its real size, and the same colour per model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from report_fixtures import PATHOLOGIES, write_cohort, write_runs, write_sentiment
+
+from probelab.config import validate_config
+from probelab.report import figures
+from probelab.report.aggregate import (
+    ReportInputError,
+    history_table,
+    metrics_table,
+    read_runs,
+    read_table,
+    sentiment_table,
+    summarise_by_setting,
+    write_table,
+)
+from probelab.report.bootstrap import BOOTSTRAP_METRICS
+from probelab.report.intervals import BootstrapSettings, bootstrap_tables
+from probelab.report.settings import figure_settings
+from probelab.report.style import model_colors
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> dict[str, Path]:
+    """The aggregated tables of a small matrix, written and read back as the figure rules do."""
+    root = tmp_path_factory.mktemp("report")
+    results = root / "results" / "demo"
+    cohort = write_cohort(results)
+    runs = read_runs(write_runs(results, cohort, sizes=("10", "30", "all"), seeds=(0, 1)))
+    settings = BootstrapSettings(50, 0, 0.95, BOOTSTRAP_METRICS, "baseline_mlp", ("two_branch_concat",))
+    ci, _ = bootstrap_tables(runs, results / "split.parquet", PATHOLOGIES, settings)
+    paths = {name: root / f"{name}.csv" for name in ("by_setting", "ci", "history", "sentiment")}
+    write_table(paths["by_setting"], summarise_by_setting(metrics_table(runs, "demo")))
+    write_table(paths["ci"], ci)
+    write_table(paths["history"], history_table(runs))
+    write_table(paths["sentiment"], sentiment_table(write_sentiment(root / "sentiment")))
+    return paths
+
+
+@pytest.fixture
+def settings() -> dict:
+    config = validate_config({"cohort": "demo", "pathologies": PATHOLOGIES, "data": {"root": "x"}})
+    return figure_settings(config["report"])
+
+
+def _outputs(tmp_path: Path, name: str) -> list[Path]:
+    return [tmp_path / f"{name}.svg", tmp_path / f"{name}.png"]
+
+
+def _check_files(paths: list[Path], title_words: str) -> None:
+    svg, png = paths
+    assert svg.stat().st_size > 5_000 and png.stat().st_size > 5_000
+    assert title_words in svg.read_text()  # text is kept as text in the SVG
+    with Image.open(png) as image:
+        assert image.width > 300 and image.height > 200
+        assert np.asarray(image.convert("L")).std() > 5  # not a blank canvas
+    assert not list(svg.parent.glob(".*"))  # no temporary files left behind
+
+
+def _legend_labels(figure) -> list[str]:
+    return [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+
+
+def test_learning_curves(tables, settings, tmp_path):
+    paths = _outputs(tmp_path, "learning_curves")
+    figure = figures.learning_curves(read_table(tables["by_setting"]), read_table(tables["ci"]), paths, settings, "tuned")
+    _check_files(paths, "Learning curves on the test split")
+    axes = figure.axes
+    assert len(axes) == 2 * len(settings["learning_curve_metrics"])  # encoders x metrics
+    for ax in axes:
+        assert ax.get_xscale() == "log"
+        assert ax.get_title() and ax.get_ylabel()
+        # the size "all" sits at its real number of training images (72 in the fixture cohort)
+        assert list(ax.get_xticks()) == [10, 30, 72]
+    assert [t.get_text() for t in axes[-1].get_xticklabels()] == ["10", "30", "all (72)"]
+    assert axes[-1].get_xlabel() == "training images (log scale)"
+    assert "fraction" in axes[0].get_ylabel()
+    labels = _legend_labels(figure)
+    assert {"baseline_mlp", "two_branch_concat", "linear_probe", "all-negative baseline"} <= set(labels)
+    # confidence bands: one filled area per model and panel
+    assert all(len(ax.collections) >= 3 for ax in axes)
+
+
+def test_auroc_heatmap(tables, settings, tmp_path):
+    paths = _outputs(tmp_path, "auroc_heatmap")
+    figure = figures.auroc_heatmap(read_table(tables["by_setting"]), paths, settings, "tuned", PATHOLOGIES)
+    _check_files(paths, "Per-pathology test AUROC at all (72) training images")
+    heatmaps = [ax for ax in figure.axes if ax.get_title() in ("enc_a", "enc_b")]
+    assert len(heatmaps) == 2
+    assert [t.get_text() for t in heatmaps[0].get_yticklabels()] == PATHOLOGIES
+    assert [t.get_text() for t in heatmaps[0].get_xticklabels()] == ["linear_probe", "baseline_mlp", "two_branch_concat"]
+
+
+def test_heatmap_at_a_size_that_was_not_run_is_refused(tables, settings, tmp_path):
+    settings = {**settings, "heatmap_size": 5000}
+    with pytest.raises(ReportInputError, match=r"'report.figures.heatmap_size' is 5000, but only sizes 10, 30, all were run"):
+        figures.auroc_heatmap(read_table(tables["by_setting"]), _outputs(tmp_path, "x"), settings, "tuned", PATHOLOGIES)
+
+
+def test_precision_recall(tables, settings, tmp_path):
+    paths = _outputs(tmp_path, "precision_recall")
+    figure = figures.precision_recall(read_table(tables["by_setting"]), read_table(tables["ci"]), paths, settings, "t0.5")
+    _check_files(paths, "Test macro precision vs recall")
+    assert figure.axes[0].get_xlabel().startswith("macro recall")
+    assert set(_legend_labels(figure)) == {"baseline_mlp", "two_branch_concat", "linear_probe"}
+
+
+def test_training_curves(tables, settings, tmp_path):
+    paths = _outputs(tmp_path, "training_curves")
+    figure = figures.training_curves(read_table(tables["history"]), paths, settings)
+    _check_files(paths, "Training curves of representative runs")
+    titles = sorted(ax.get_title() for ax in figure.axes if ax.get_title())
+    assert titles == ["enc_a / baseline_mlp", "enc_a / two_branch_concat", "enc_b / baseline_mlp", "enc_b / two_branch_concat"]
+    assert figure.axes[0].get_ylabel() == "BCE loss per label (mean)"
+
+
+def test_sentiment_comparison(tables, settings, tmp_path):
+    paths = _outputs(tmp_path, "sentiment_comparison")
+    figure = figures.sentiment_comparison(read_table(tables["sentiment"]), paths, settings)
+    _check_files(paths, "SVM on frozen encoder features vs fine-tuning")
+    assert set(_legend_labels(figure)) == {"SVM on frozen features", "fine-tuned encoder"}
+
+
+def test_each_model_keeps_its_colour_whichever_models_a_figure_shows(settings):
+    everything = model_colors(["zero_shot", "baseline_mlp", "weighted_sum", "my_model"], settings)
+    fewer = model_colors(["weighted_sum"], settings)
+    assert everything["weighted_sum"] == fewer["weighted_sum"]
+    shown = ["zero_shot", "baseline_mlp", "weighted_sum", "my_model"]
+    assert len({tuple(np.round(everything[m], 6)) for m in shown}) == 4
+    assert model_colors(["baseline_mlp"], {**settings, "model_colors": {"baseline_mlp": "#000000"}})["baseline_mlp"] == "#000000"
+
+
+def test_figure_step_reads_only_the_tables_it_names(tables, settings, tmp_path):
+    import figures as step
+
+    outputs = _outputs(tmp_path, "auroc_heatmap")
+    step.draw_figure("auroc_heatmap", {"by_setting": tables["by_setting"]}, outputs, settings, "tuned", PATHOLOGIES)
+    assert all(path.exists() for path in outputs)
+    with pytest.raises(ValueError, match="unknown figure 'pie'"):
+        step.draw_figure("pie", {}, outputs, settings, "tuned", PATHOLOGIES)
+
+
+def test_unchanged_svg_is_byte_identical(tables, settings, tmp_path):
+    first, second = tmp_path / "a.svg", tmp_path / "b.svg"
+    figures.training_curves(read_table(tables["history"]), [first], settings)
+    figures.training_curves(read_table(tables["history"]), [second], settings)
+    assert first.read_bytes() == second.read_bytes()

@@ -1,0 +1,134 @@
+"""The report stage through the real Snakefile on a tiny demo matrix: tables, figures, summary.md
+and the Snakemake HTML report; a figure setting change reruns only figure rules; a figure is
+redrawn without touching a model."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+MODELS = ("baseline_mlp", "two_branch_concat")
+FIGURES = ("learning_curves", "auroc_heatmap", "precision_recall", "training_curves")
+
+
+def tiny_config(workdir: Path, **report_changes) -> Path:
+    """One demo encoder x the reference and a fusion model x two sizes x two seeds, a few epochs,
+    no sentiment track: the smallest matrix with learning curves, seeds and a comparison."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    encoder = dict(config["encoders"]["demo_openclip"], model=str(REPO / config["encoders"]["demo_openclip"]["model"]), num_workers=0)
+    models = config["models"]
+    for name in ("baseline_mlp", "two_branch_concat"):
+        models[name].update(epochs=4, patience=2)
+    config.update(
+        cohort="tiny",
+        demo={"enabled": True, "n_images": 160, "image_size": 64, "seed": 0},
+        data={"format": "nih", "root": "results/tiny/data"},
+        subsets={"sizes": [20, "all"], "seeds": [0, 1]},
+        encoders={"demo_openclip": encoder},
+        models={name: models[name] for name in MODELS},
+    )
+    config["sentiment"]["enabled"] = False
+    config["report"]["bootstrap"]["resamples"] = 100
+    for section, values in report_changes.items():
+        config["report"][section].update(values)
+    path = workdir / f"config_{len(list(workdir.glob('config_*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """Rule -> job count from the "Job stats" table of a dry run."""
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_report")
+    config = tiny_config(workdir)
+    result = run_snakemake(workdir, "report", configfile=config)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return workdir, config
+
+
+def test_tiny_matrix_produces_tables_figures_and_summary(tiny_run):
+    workdir, _ = tiny_run
+    report = workdir / "results" / "tiny" / "report"
+    metrics = pd.read_csv(report / "metrics.csv", dtype={"n": str})
+    runs = metrics.drop_duplicates(["encoder", "model", "n", "seed"])
+    assert len(runs) == len(MODELS) * 2 * 2
+    n_train_all = int(pd.read_parquet(workdir / "results/tiny/split.parquet")["split"].eq("train").sum())
+    assert set(runs.loc[runs["n"] == "all", "n_train"]) == {n_train_all}
+
+    ci = pd.read_csv(report / "bootstrap_ci.csv", dtype={"n": str})
+    assert set(ci["model"]) == set(MODELS) and (ci["resamples"] == 100).all()
+    comparisons = pd.read_csv(report / "comparisons.csv", dtype={"n": str})
+    assert set(zip(comparisons["model"], comparisons["n"])) == {
+        (model, n) for model in ("two_branch_concat",) for n in ("20", "all")
+    }
+    for figure in FIGURES:
+        for kind in ("svg", "png"):
+            assert (report / f"{figure}.{kind}").stat().st_size > 5_000
+
+    summary = (report / "summary.md").read_text()
+    for heading in ("## Headline", "## Paired comparisons against baseline_mlp", "## Figures", "## Data",
+                    "## Encoders and weights", "## Provenance", "## Caveats"):
+        assert heading in summary
+    assert "](learning_curves.png)" in summary and "Label noise" in summary and "Demo data" in summary
+    assert re.search(r"\| demo_openclip \| baseline_mlp \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", summary)
+
+
+def test_snakemake_html_report(tiny_run):
+    workdir, config = tiny_run
+    html = workdir / "report.html"
+    result = run_snakemake(workdir, "report", "--report", str(html), configfile=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = html.read_text()
+    assert html.stat().st_size > 100_000
+    for caption in ("Test metrics against the number of training images",
+                    "Paired comparisons on the same test images", "The report in one page"):
+        assert caption in text
+
+
+def test_nothing_to_do_when_nothing_changed(tiny_run):
+    workdir, config = tiny_run
+    assert planned_jobs(run_snakemake(workdir, "--dry-run", configfile=config)) == {}
+
+
+def test_a_figure_setting_reruns_only_figure_rules(tiny_run):
+    workdir, _ = tiny_run
+    changed = tiny_config(workdir, figures={"palette": "deep", "learning_curve_metrics": ["auroc", "f1"]})
+    jobs = planned_jobs(run_snakemake(workdir, "--dry-run", configfile=changed))
+    assert jobs and set(jobs) - {"all"} == {f"figure_{name}" for name in FIGURES}
+
+
+def test_a_bootstrap_setting_reruns_intervals_figures_and_summary_but_no_model(tiny_run):
+    workdir, _ = tiny_run
+    changed = tiny_config(workdir, bootstrap={"resamples": 60})
+    jobs = planned_jobs(run_snakemake(workdir, "--dry-run", configfile=changed))
+    assert "bootstrap" in jobs and "summary" in jobs and "figure_learning_curves" in jobs
+    assert not {"train_probe", "aggregate", "embed_images", "figure_training_curves"} & set(jobs)
+
+
+def test_a_figure_is_redrawn_without_touching_a_model(tiny_run):
+    workdir, config = tiny_run
+    report = workdir / "results" / "tiny" / "report"
+    models = sorted((workdir / "results" / "tiny" / "runs").rglob("model.pt"))
+    before = {path: path.stat().st_mtime_ns for path in models}
+    (report / "auroc_heatmap.svg").unlink()
+    result = run_snakemake(workdir, "figure_auroc_heatmap", configfile=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (report / "auroc_heatmap.svg").exists()
+    assert re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M) == ["figure_auroc_heatmap"]
+    assert {path: path.stat().st_mtime_ns for path in models} == before
