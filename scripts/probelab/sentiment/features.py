@@ -1,0 +1,121 @@
+"""[CLS] (or mean-pooled) text features of every split, and their HDF5 cache.
+
+Batches are formed from texts sorted by token length, so each batch pads to a length close to
+its own texts' and the encoder does little work on padding; features are put back in file order.
+
+Cache layout (`results/sentiment/{dataset}/features/{model}.h5`): one group per split with
+datasets `features` (N x D), `label` (N), `n_tokens` (N); attributes say what produced it
+(model, model_id, weights, pooling, max_length, dtype, embedding_dim, dataset, data_hash,
+probelab_version) and `read_text_features` refuses a cache whose attributes differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from probelab import __version__
+from probelab.cache import CacheError, _open_h5, _plain, atomic_h5, check_attrs
+from probelab.sentiment import SPLITS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+def batch_order(lengths: np.ndarray, batch_size: int, sort_by_length: bool) -> list[np.ndarray]:
+    """Row indices per batch: by increasing length (stable, so ties keep file order) or file order."""
+    order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def pool(hidden: Any, attention_mask: Any, pooling: str) -> Any:
+    """The [CLS] vector (first token), or the mean of the non-padding tokens."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+def tokenize(tokenizer: "PreTrainedTokenizerBase", texts: list[str], max_length: int) -> dict[str, list]:
+    """Token ids without padding (truncated to max_length); padding happens per batch."""
+    return tokenizer(texts, truncation=True, max_length=max_length)
+
+
+def extract_features(
+    texts: list[str],
+    tokenizer: "PreTrainedTokenizerBase",
+    encoder: "PreTrainedModel",
+    pooling: str,
+    max_length: int,
+    batch_size: int,
+    sort_by_length: bool,
+    label: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features (N x D, float32, in the order of `texts`) and each text's token count."""
+    import torch
+
+    encoded = tokenize(tokenizer, texts, max_length)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]])
+    features = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
+    batches = batch_order(lengths, batch_size, sort_by_length)
+    start = time.perf_counter()
+    report_every = max(1, len(batches) // 10)
+    with torch.inference_mode():
+        for number, rows in enumerate(batches, 1):
+            batch = tokenizer.pad(
+                {key: [encoded[key][i] for i in rows] for key in encoded.keys()}, return_tensors="pt"
+            )
+            hidden = encoder(**batch).last_hidden_state
+            features[rows] = pool(hidden, batch["attention_mask"], pooling).float().numpy()
+            if number % report_every == 0 or number == len(batches):
+                elapsed = time.perf_counter() - start
+                log.info("%s batch %d/%d: %d texts, %.1f texts/s", label, number, len(batches),
+                         sum(len(b) for b in batches[:number]), sum(len(b) for b in batches[:number]) / elapsed)
+    return features, lengths
+
+
+@dataclass
+class TextFeatures:
+    features: dict[str, np.ndarray]  # split -> N x D float32
+    labels: dict[str, np.ndarray]  # split -> N int
+    n_tokens: dict[str, np.ndarray]
+    attrs: dict[str, Any]
+
+
+def write_text_features(path: str | Path, cache: TextFeatures) -> None:
+    """Write the cache atomically; `cache.attrs` is the provenance (probelab_version added here)."""
+    dtype = np.dtype(cache.attrs["dtype"])
+    with atomic_h5(path) as h5:
+        for split in SPLITS:
+            group = h5.create_group(split)
+            group.create_dataset("features", data=cache.features[split].astype(dtype))
+            group.create_dataset("label", data=cache.labels[split].astype(np.int8))
+            group.create_dataset("n_tokens", data=cache.n_tokens[split].astype(np.int32))
+        for key, value in {**cache.attrs, "probelab_version": __version__}.items():
+            h5.attrs[key] = _plain(value)
+
+
+def read_text_features(path: str | Path, expected: dict[str, Any]) -> TextFeatures:
+    """Read the cache after checking its attributes against `expected` (None values skipped)."""
+    with _open_h5(path, SPLITS, "text features") as h5:
+        attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+        check_attrs(path, attrs, expected)
+        features, labels, n_tokens = {}, {}, {}
+        for split in SPLITS:
+            group = h5[split]
+            features[split] = np.asarray(group["features"][()], dtype=np.float32)
+            labels[split] = np.asarray(group["label"][()], dtype=np.int64)
+            n_tokens[split] = np.asarray(group["n_tokens"][()], dtype=np.int64)
+            if features[split].shape != (len(labels[split]), attrs.get("embedding_dim", features[split].shape[1])):
+                raise CacheError(
+                    f"text features cache {path} is inconsistent: split '{split}' has features of shape "
+                    f"{features[split].shape} for {len(labels[split])} labels."
+                )
+    return TextFeatures(features, labels, n_tokens, attrs)
