@@ -33,3 +33,7 @@ rule all:
     default_target: True
     input:
         rules.cohort.input,
+        rules.embeddings.input,
+        rules.probes.input,
+        rules.report.input,
+        rules.sentiment.input,
