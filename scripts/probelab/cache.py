@@ -50,12 +50,12 @@ class CacheMismatchError(CacheError):
     """A cache whose provenance attributes differ from what the caller expects."""
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """HDF5 hands back numpy scalars and arrays; compare and print them as Python values."""
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain_value(v) for v in value.tolist()]
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     if isinstance(value, bytes):
         return value.decode()
     if hasattr(value, "item"):
@@ -81,10 +81,10 @@ def check_attrs(path: str | Path, attrs: Mapping[str, Any], expected: Mapping[st
             continue
         if key not in attrs:
             raise CacheMismatchError(
-                f"cache {path} has no attribute '{key}' (expected {_plain(want)!r}), so it is not a cache "
+                f"cache {path} has no attribute '{key}' (expected {plain_value(want)!r}), so it is not a cache "
                 "of this kind or was written by another version; delete it to rebuild it."
             )
-        found, want = _plain(attrs[key]), _plain(want)
+        found, want = plain_value(attrs[key]), plain_value(want)
         if not _same(found, want):
             raise CacheMismatchError(
                 f"cache {path} does not match: attribute '{key}' is {found!r}, expected {want!r}; "
@@ -107,7 +107,8 @@ def atomic_h5(path: str | Path) -> Iterator[Any]:
             yield h5
 
 
-def _open_h5(path: str | Path, required: tuple[str, ...], kind: str) -> Any:
+def open_h5(path: str | Path, required: tuple[str, ...], kind: str) -> Any:
+    """Open a cache read-only, refusing a missing, unreadable or foreign file with one sentence."""
     import h5py
 
     if not Path(path).is_file():
@@ -150,8 +151,8 @@ def read_image_cache(
 ) -> ImageCache:
     """Read an image cache after checking it was built by `encoder`, from the index with
     `index_hash`, with embedding dimension `dim` (each check skipped when None)."""
-    with _open_h5(path, IMAGE_DATASETS, "image") as h5:
-        attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+    with open_h5(path, IMAGE_DATASETS, "image") as h5:
+        attrs = {key: plain_value(value) for key, value in h5.attrs.items()}
         check_attrs(path, attrs, {"encoder": encoder, "index_hash": index_hash, "embedding_dim": dim})
         ids = _strings(h5["image_id"])
         failed = np.asarray(h5["failed"][()], dtype=bool)
@@ -174,7 +175,7 @@ class ResumableImageCache:
         self.path = Path(path)
         self.partial = self.path.parent / f".{self.path.name}.partial"
         self.n_rows, self.chunk_size, self.dim, self.dtype = n_rows, chunk_size, dim, dtype
-        self.attrs = {key: _plain(value) for key, value in {**attrs, "probelab_version": __version__}.items()}
+        self.attrs = {key: plain_value(value) for key, value in {**attrs, "probelab_version": __version__}.items()}
         self.layout = {"n_rows": n_rows, "chunk_size": chunk_size, "embedding_dim": dim, "dtype": dtype}
 
     def _chunk_file(self, start: int) -> Path:
@@ -297,7 +298,7 @@ def write_prompt_cache(
         h5.create_dataset("per_pathology", data=np.asarray(per_pathology, dtype=np.float32))
         h5.create_dataset("mega_vector", data=np.asarray(mega_vector, dtype=np.float32))
         for key, value in {**attrs, "probelab_version": __version__}.items():
-            h5.attrs[key] = _plain(value)
+            h5.attrs[key] = plain_value(value)
 
 
 def read_prompt_cache(
@@ -309,8 +310,8 @@ def read_prompt_cache(
 ) -> PromptCache:
     """Read a prompt cache after checking its encoder, its pathologies (same names, same order)
     and its embedding dimension (each check skipped when None)."""
-    with _open_h5(path, PROMPT_DATASETS, "prompt") as h5:
-        attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+    with open_h5(path, PROMPT_DATASETS, "prompt") as h5:
+        attrs = {key: plain_value(value) for key, value in h5.attrs.items()}
         found_pathologies = _strings(h5["pathologies"]).tolist()
         check_attrs(
             path,

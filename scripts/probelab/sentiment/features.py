@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probelab import __version__
-from probelab.cache import CacheError, _open_h5, _plain, atomic_h5, check_attrs
+from probelab.cache import CacheError, open_h5, plain_value, atomic_h5, check_attrs
 from probelab.sentiment import SPLITS
 
 if TYPE_CHECKING:
@@ -99,13 +99,13 @@ def write_text_features(path: str | Path, cache: TextFeatures) -> None:
             group.create_dataset("label", data=cache.labels[split].astype(np.int8))
             group.create_dataset("n_tokens", data=cache.n_tokens[split].astype(np.int32))
         for key, value in {**cache.attrs, "probelab_version": __version__}.items():
-            h5.attrs[key] = _plain(value)
+            h5.attrs[key] = plain_value(value)
 
 
 def read_text_features(path: str | Path, expected: dict[str, Any]) -> TextFeatures:
     """Read the cache after checking its attributes against `expected` (None values skipped)."""
-    with _open_h5(path, SPLITS, "text features") as h5:
-        attrs = {key: _plain(value) for key, value in h5.attrs.items()}
+    with open_h5(path, SPLITS, "text features") as h5:
+        attrs = {key: plain_value(value) for key, value in h5.attrs.items()}
         check_attrs(path, attrs, expected)
         features, labels, n_tokens = {}, {}, {}
         for split in SPLITS:
