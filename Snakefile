@@ -10,7 +10,6 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from probelab.config import validate_config  # noqa: E402
 
-
 # A config given with --configfile replaces the default demo config rather than being merged into
 # it: merging would silently keep the demo's encoders and models in a real run.
 if not workflow.config_settings.configfiles:

@@ -9,6 +9,16 @@ if config["demo"]["enabled"]:
     rule demo_cohort:
         output:
             directory(data_root()),
+        log:
+            f"{LOGS}/demo_cohort.log",
+        benchmark:
+            f"{BENCHMARKS}/demo_cohort.tsv"
+        conda:
+            "../envs/cohort.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
         params:
             demo=config["demo"],
             pathologies=config["pathologies"],
@@ -16,16 +26,6 @@ if config["demo"]["enabled"]:
             train_val_list=config["data"]["train_val_list"],
             test_list=config["data"]["test_list"],
             no_finding=config["no_finding_label"],
-        log:
-            f"{LOGS}/demo_cohort.log",
-        benchmark:
-            f"{BENCHMARKS}/demo_cohort.tsv"
-        threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=30,
-        conda:
-            "../envs/cohort.yaml"
         script:
             "../scripts/demo_cohort.py"
 
@@ -36,20 +36,20 @@ rule index_images:
     output:
         index=f"{RESULTS}/index.parquet",
         counts=f"{RESULTS}/index_counts.json",
-    params:
-        data=config["data"],
-        pathologies=config["pathologies"],
-        no_finding=config["no_finding_label"],
     log:
         f"{LOGS}/index_images.log",
     benchmark:
         f"{BENCHMARKS}/index_images.tsv"
+    conda:
+        "../envs/cohort.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/cohort.yaml"
+    params:
+        data=config["data"],
+        pathologies=config["pathologies"],
+        no_finding=config["no_finding_label"],
     script:
         "../scripts/index_images.py"
 
@@ -60,19 +60,19 @@ rule split:
         lists=official_lists(),
     output:
         f"{RESULTS}/split.parquet",
-    params:
-        split=config["split"],
-        data=config["data"],
     log:
         f"{LOGS}/split.log",
     benchmark:
         f"{BENCHMARKS}/split.tsv"
+    conda:
+        "../envs/cohort.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cohort.yaml"
+    params:
+        split=config["split"],
+        data=config["data"],
     script:
         "../scripts/split.py"
 
@@ -83,19 +83,19 @@ rule subset:
         split=rules.split.output[0],
     output:
         f"{RESULTS}/subsets/n{{n}}/seed{{seed}}.txt",
-    params:
-        pathologies=config["pathologies"],
-        no_finding_share=config["subsets"]["no_finding_share"],
     log:
         f"{LOGS}/subset/n{{n}}_seed{{seed}}.log",
     benchmark:
         f"{BENCHMARKS}/subset/n{{n}}_seed{{seed}}.tsv"
+    conda:
+        "../envs/cohort.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cohort.yaml"
+    params:
+        pathologies=config["pathologies"],
+        no_finding_share=config["subsets"]["no_finding_share"],
     script:
         "../scripts/subset.py"
 

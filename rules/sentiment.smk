@@ -18,18 +18,18 @@ if SENTIMENT["data"]["source"] == "demo":
     rule sentiment_demo_data:
         output:
             sentiment_lookup.demo_files(SENTIMENT),
-        params:
-            demo=SENTIMENT["demo"],
         log:
             f"{SENT_LOGS}/demo_data.log",
         benchmark:
             f"{SENT_BENCHMARKS}/demo_data.tsv"
+        conda:
+            "../envs/sentiment.yaml"
         threads: 1
         resources:
             mem_mb=1000,
             runtime=5,
-        conda:
-            "../envs/sentiment.yaml"
+        params:
+            demo=SENTIMENT["demo"],
         script:
             "../scripts/sentiment_demo_data.py"
 
@@ -40,22 +40,22 @@ rule sentiment_explore:
     output:
         json=f"{SENT}/explore/explore.json",
         figure=f"{SENT}/explore/lengths.png",
+    log:
+        f"{SENT_LOGS}/explore.log",
+    benchmark:
+        f"{SENT_BENCHMARKS}/explore.tsv"
+    conda:
+        "../envs/sentiment.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         data=SENTIMENT["data"],
         demo_folder=lambda wildcards, input: sentiment_lookup.data_folder(input),
         encoders=SENTIMENT["encoders"],
         max_length=SENTIMENT["features"]["max_length"],
         bins=SENTIMENT["explore"]["bins"],
-    log:
-        f"{SENT_LOGS}/explore.log",
-    benchmark:
-        f"{SENT_BENCHMARKS}/explore.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/sentiment.yaml"
     script:
         "../scripts/sentiment_explore.py"
 
@@ -65,22 +65,22 @@ rule sentiment_inspect:
         sentiment_lookup.data_inputs(SENTIMENT),
     output:
         f"{SENT}/inspect/{{model}}.json",
+    log:
+        f"{SENT_LOGS}/inspect/{{model}}.log",
+    benchmark:
+        f"{SENT_BENCHMARKS}/inspect/{{model}}.tsv"
+    conda:
+        "../envs/sentiment.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
     params:
         data=SENTIMENT["data"],
         demo_folder=lambda wildcards, input: sentiment_lookup.data_folder(input),
         model=lambda wildcards: configured_model(SENTIMENT["encoders"], wildcards.model),
         n_samples=SENTIMENT["inspect"]["n_samples"],
         max_length=SENTIMENT["features"]["max_length"],
-    log:
-        f"{SENT_LOGS}/inspect/{{model}}.log",
-    benchmark:
-        f"{SENT_BENCHMARKS}/inspect/{{model}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=3000,
-        runtime=10,
-    conda:
-        "../envs/sentiment.yaml"
     script:
         "../scripts/sentiment_inspect.py"
 
@@ -90,22 +90,22 @@ rule sentiment_text_features:
         sentiment_lookup.data_inputs(SENTIMENT),
     output:
         f"{SENT}/features/{{model}}.h5",
+    log:
+        f"{SENT_LOGS}/text_features/{{model}}.log",
+    benchmark:
+        f"{SENT_BENCHMARKS}/text_features/{{model}}.tsv"
+    conda:
+        "../envs/sentiment.yaml"
+    threads: SENTIMENT["features"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         data=SENTIMENT["data"],
         demo_folder=lambda wildcards, input: sentiment_lookup.data_folder(input),
         dataset=SENTIMENT["dataset"],
         model=lambda wildcards: configured_model(SENTIMENT["encoders"], wildcards.model),
         features=SENTIMENT["features"],
-    log:
-        f"{SENT_LOGS}/text_features/{{model}}.log",
-    benchmark:
-        f"{SENT_BENCHMARKS}/text_features/{{model}}.tsv"
-    threads: SENTIMENT["features"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../envs/sentiment.yaml"
     script:
         "../scripts/sentiment_text_features.py"
 
@@ -117,20 +117,20 @@ rule sentiment_svm:
         metrics=f"{SENT}/svm/{{model}}/metrics.json",
         cv_results=f"{SENT}/svm/{{model}}/cv_results.csv",
         model=f"{SENT}/svm/{{model}}/model.joblib",
-    params:
-        svm=SENTIMENT["svm"],
-        expected=lambda wildcards: sentiment_lookup.expected_features(SENTIMENT, wildcards.model),
     log:
         f"{SENT_LOGS}/svm/{{model}}.log",
     benchmark:
         f"{SENT_BENCHMARKS}/svm/{{model}}.tsv"
+    conda:
+        "../envs/sentiment.yaml"
     threads: SENTIMENT["svm"]["n_jobs"]
     resources:
         # the precomputed search holds train x train kernels of every fold (3 GB for 8,530 reviews)
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../envs/sentiment.yaml"
+    params:
+        svm=SENTIMENT["svm"],
+        expected=lambda wildcards: sentiment_lookup.expected_features(SENTIMENT, wildcards.model),
     script:
         "../scripts/sentiment_svm.py"
 
@@ -142,22 +142,22 @@ rule sentiment_finetune:
         metrics=f"{SENT}/finetune/{{model}}/metrics.json",
         history=f"{SENT}/finetune/{{model}}/log_history.json",
         model=directory(f"{SENT}/finetune/{{model}}/model"),
+    log:
+        f"{SENT_LOGS}/finetune/{{model}}.log",
+    benchmark:
+        f"{SENT_BENCHMARKS}/finetune/{{model}}.tsv"
+    conda:
+        "../envs/sentiment.yaml"
+    threads: SENTIMENT["finetune"]["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=240,
     params:
         data=SENTIMENT["data"],
         demo_folder=lambda wildcards, input: sentiment_lookup.data_folder(input),
         dataset=SENTIMENT["dataset"],
         model=lambda wildcards: configured_model(SENTIMENT["encoders"], wildcards.model),
         finetune=SENTIMENT["finetune"],
-    log:
-        f"{SENT_LOGS}/finetune/{{model}}.log",
-    benchmark:
-        f"{SENT_BENCHMARKS}/finetune/{{model}}.tsv"
-    threads: SENTIMENT["finetune"]["threads"]
-    resources:
-        mem_mb=6000,
-        runtime=240,
-    conda:
-        "../envs/sentiment.yaml"
     script:
         "../scripts/sentiment_finetune.py"
 
