@@ -69,6 +69,7 @@ def embed_prompts(
 
 def main(argv: list[str] | None = None) -> None:
     from probelab.config import load_config
+    from probelab.encoders import configured_encoder
     from probelab.logs import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,11 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config(args.config)
-    if args.encoder not in config["encoders"]:
-        raise SystemExit(f"encoder '{args.encoder}' is not in the encoders section of {args.config}.")
-    settings = dict(config["encoders"][args.encoder])
-    if args.model:
-        settings["model"] = args.model
+    settings = configured_encoder(config, args.encoder, args.model)
     embed_prompts(args.out, args.encoder, settings, config["pathologies"], config["prompts"], args.threads)
 
 

@@ -150,3 +150,13 @@ def test_heavy_libraries_are_not_imported_by_the_package_modules():
            "print([m for m in ('torch', 'open_clip', 'transformers') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO / "scripts", check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_configured_encoder_names_an_unknown_encoder_and_takes_a_model_override():
+    from probelab.encoders import configured_encoder
+
+    config = {"encoders": {"a": {"backend": "open_clip", "model": "ViT-B-16"}}}
+    assert configured_encoder(config, "a", "built/a")["model"] == "built/a"
+    assert config["encoders"]["a"]["model"] == "ViT-B-16"
+    with pytest.raises(ValueError, match=r"encoder 'b' is not in the config's encoders section \(a\)"):
+        configured_encoder(config, "b")

@@ -32,6 +32,17 @@ class EncoderError(ValueError):
     """An encoder that cannot be built or used as configured; the message names it."""
 
 
+def configured_encoder(config: dict[str, Any], name: str, model: str | None = None) -> dict[str, Any]:
+    """The settings of encoder `name` from a validated config; `model` replaces its model path
+    (a build_from encoder's model lives where rule make_demo_encoder wrote it)."""
+    if name not in config["encoders"]:
+        raise ValueError(f"encoder '{name}' is not in the config's encoders section ({', '.join(config['encoders']) or 'empty'}).")
+    settings = dict(config["encoders"][name])
+    if model:
+        settings["model"] = model
+    return settings
+
+
 def pick_device(requested: str) -> str:
     """`auto` picks CUDA, then Apple MPS, then CPU; an explicit device must be available."""
     import torch
