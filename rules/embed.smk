@@ -47,6 +47,7 @@ rule embed_images:
     resources:
         mem_mb=config["embedding"]["mem_mb"],
         runtime=config["embedding"]["runtime"],
+        gpu=encoder_gpus,
     params:
         settings=encoder_settings,
         embedding=config["embedding"],

@@ -43,3 +43,12 @@ def encoder_files(wildcards) -> list[str]:
         return [built_encoder_dir(wildcards.encoder)]
     candidates = [settings["model"], settings["pretrained"] or ""]
     return [path for path in candidates if path and Path(path).exists()]
+
+
+def encoder_gpus(wildcards) -> int:
+    """GPUs an embedding job asks the scheduler for: one when the encoder's device is cuda.
+
+    With device auto the job uses a GPU if the node has one; the SLURM profile's set-resources
+    asks for it there (docs/cluster.md).
+    """
+    return int(config["encoders"][wildcards.encoder]["device"] == "cuda")

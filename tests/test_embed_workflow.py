@@ -172,3 +172,21 @@ def test_embedding_rules_run_through_snakemake(tmp_path):
     assert refused.returncode != 0
     log = (results / "logs" / "embed_prompts" / "image_only.log").read_text()
     assert "encoder 'image_only' has no text tower" in log
+
+
+@pytest.mark.workflow
+def test_embedding_job_asks_for_a_gpu_only_when_its_encoder_runs_on_cuda(tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["encoders"]["demo_openclip"]["device"] = "cuda"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "embeddings", "--dry-run", "--configfile", str(path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = result.stdout.split("rule embed_images:")[1:]
+    gpus = {job.split("encoder=")[1].split()[0]: "gpu=1" in job for job in jobs}
+    assert gpus == {"demo_openclip": True, "demo_hfclip": False}
