@@ -123,87 +123,72 @@ def train_probe(
     # NumPy's BLAS (scikit-learn) gets the job's threads too: on small matrices extra threads
     # only fight over the cores the other jobs use.
     with threadpool_limits(limits=training["threads"]):
-        return _train_runs(image_cache, prompt_cache, index, split, runs, cohort, encoder, models, pathologies, training)
+        identity = pd.read_parquet(index, columns=["image_id", "path"])
+        cache = read_image_cache(image_cache, encoder=encoder, index_hash=index_hash(identity))
+        table = FeatureTable(cache.image_ids, cache.features, cache.failed_ids, Path(image_cache))
+        prompts = None
+        prompt_models = [spec.model for spec in runs if needs_prompts(spec.model)]
+        if prompt_models:
+            if prompt_cache is None:
+                raise ValueError(f"model '{prompt_models[0]}' needs the prompt cache of encoder '{encoder}', but none was given.")
+            loaded = read_prompt_cache(prompt_cache, encoder=encoder, pathologies=pathologies, dim=cache.features.shape[1])
+            prompts = Prompts(loaded.per_pathology, loaded.mega_vector, loaded.logit_scale, loaded.logit_bias)
 
+        splits = read_split(split)
+        for name in ("val", "test"):
+            if not splits[name]:
+                raise ValueError(f"split file {split} has no '{name}' images; probes need validation and test images.")
+        val_ids = table.usable(splits["val"], "the val split")
+        test_ids = table.usable(splits["test"], "the test split")
+        features = {"val": table.take(val_ids), "test": table.take(test_ids)}
+        labels = LabelReader(Path(index), pathologies)
+        y_val = labels.labels(val_ids)
+        train_split = set(splits["train"])
 
-def _train_runs(
-    image_cache: Path,
-    prompt_cache: Path | None,
-    index: Path,
-    split: Path,
-    runs: Sequence[RunSpec],
-    cohort: str,
-    encoder: str,
-    models: dict[str, dict[str, Any]],
-    pathologies: list[str],
-    training: dict[str, Any],
-) -> list[dict[str, Any]]:
-    identity = pd.read_parquet(index, columns=["image_id", "path"])
-    cache = read_image_cache(image_cache, encoder=encoder, index_hash=index_hash(identity))
-    table = FeatureTable(cache.image_ids, cache.features, cache.failed_ids, Path(image_cache))
-    prompts = None
-    prompt_models = [spec.model for spec in runs if needs_prompts(spec.model)]
-    if prompt_models:
-        if prompt_cache is None:
-            raise ValueError(f"model '{prompt_models[0]}' needs the prompt cache of encoder '{encoder}', but none was given.")
-        loaded = read_prompt_cache(prompt_cache, encoder=encoder, pathologies=pathologies, dim=cache.features.shape[1])
-        prompts = Prompts(loaded.per_pathology, loaded.mega_vector, loaded.logit_scale, loaded.logit_bias)
+        frozen: list[FrozenRun] = []
+        for spec in runs:
+            run_name = f"{encoder}/{spec.model}/n{spec.n}/seed{spec.seed}"
+            train_ids = table.usable(read_subset(Path(spec.subset), train_split), f"subset {spec.subset}")
+            log.info("%s: %d training, %d validation, %d test images", run_name, len(train_ids), len(val_ids), len(test_ids))
+            run = fit_and_freeze(
+                spec.model, models[spec.model], training, {**features, "train": table.take(train_ids)},
+                labels.labels(train_ids), y_val,
+                seed=spec.seed, run_name=run_name, prompts=prompts,
+            )  # fmt: skip
+            out = Path(spec.out_dir)
+            _save_model(out / "model.pt", run)
+            write_text(out / "history.csv", _history(run))
+            write_parquet(out / "predictions_val.parquet", _predictions(val_ids, run.val_probs, y_val, pathologies))
+            log.info("%s: fitted in %.1f s; thresholds frozen", run_name, run.train_seconds)
+            frozen.append(run)
 
-    splits = read_split(split)
-    for name in ("val", "test"):
-        if not splits[name]:
-            raise ValueError(f"split file {split} has no '{name}' images; probes need validation and test images.")
-    val_ids = table.usable(splits["val"], "the val split")
-    test_ids = table.usable(splits["test"], "the test split")
-    features = {"val": table.take(val_ids), "test": table.take(test_ids)}
-    labels = LabelReader(Path(index), pathologies)
-    y_val = labels.labels(val_ids)
-    train_split = set(splits["train"])
-
-    frozen: list[FrozenRun] = []
-    for spec in runs:
-        run_name = f"{encoder}/{spec.model}/n{spec.n}/seed{spec.seed}"
-        train_ids = table.usable(read_subset(Path(spec.subset), train_split), f"subset {spec.subset}")
-        log.info("%s: %d training, %d validation, %d test images", run_name, len(train_ids), len(val_ids), len(test_ids))
-        run = fit_and_freeze(
-            spec.model, models[spec.model], training, {**features, "train": table.take(train_ids)},
-            labels.labels(train_ids), y_val,
-            seed=spec.seed, run_name=run_name, prompts=prompts,
-        )  # fmt: skip
-        out = Path(spec.out_dir)
-        _save_model(out / "model.pt", run)
-        write_text(out / "history.csv", _history(run))
-        write_parquet(out / "predictions_val.parquet", _predictions(val_ids, run.val_probs, y_val, pathologies))
-        log.info("%s: fitted in %.1f s; thresholds frozen", run_name, run.train_seconds)
-        frozen.append(run)
-
-    # Every model and threshold is fixed above; only now are the test labels read.
-    y_test = labels.test_labels(test_ids, frozen)
-    documents = []
-    for run, spec in zip(frozen, runs):
-        out = Path(spec.out_dir)
-        write_parquet(out / "predictions_test.parquet", _predictions(test_ids, run.test_probs, y_test, pathologies))
-        document = {
-            "run": {
-                "cohort": cohort,
-                "encoder": encoder,
-                "model": spec.model,
-                "n": int(spec.n) if str(spec.n).isdigit() else str(spec.n),
-                "seed": run.seed,
-                "n_train": run.n_train,
-                "n_val": len(val_ids),
-                "n_test": len(test_ids),
-                "epochs_run": len(run.history),
-                "best_epoch": run.best_epoch,
-                "train_seconds": round(run.train_seconds, 3),
-                "hyperparameters": run.hparams,
-            },
-            "thresholds": dict(zip(pathologies, run.thresholds.tolist())),
-            "metrics": final_evaluation(run, y_val, y_test, pathologies),
-        }
-        write_json(out / "metrics.json", document)
-        documents.append(document)
-    return documents
+        # Every model and threshold is fixed above; only now are the test labels read.
+        y_test = labels.test_labels(test_ids, frozen)
+        documents = []
+        for run, spec in zip(frozen, runs):
+            out = Path(spec.out_dir)
+            write_parquet(out / "predictions_test.parquet", _predictions(test_ids, run.test_probs, y_test, pathologies))
+            document = {
+                "run": {
+                    "cohort": cohort,
+                    "encoder": encoder,
+                    "model": spec.model,
+                    "n": int(spec.n) if str(spec.n).isdigit() else str(spec.n),
+                    "seed": run.seed,
+                    "n_train": run.n_train,
+                    "n_val": len(val_ids),
+                    "n_test": len(test_ids),
+                    "epochs_run": len(run.history),
+                    "best_epoch": run.best_epoch,
+                    "train_seconds": round(run.train_seconds, 3),
+                    "hyperparameters": run.hparams,
+                },
+                "thresholds": dict(zip(pathologies, run.thresholds.tolist())),
+                "metrics": final_evaluation(run, y_val, y_test, pathologies),
+            }
+            write_json(out / "metrics.json", document)
+            documents.append(document)
+        return documents
 
 
 def main(argv: list[str] | None = None) -> None:
