@@ -1,6 +1,5 @@
 """Explore the review splits: sizes, label balance, text lengths in characters and in tokens."""
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -96,17 +95,9 @@ def _figure(summary: dict[str, Any], lengths: dict[str, dict[str, np.ndarray]], 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from probelab.config import load_config
-    from probelab.logs import setup_logging
+    from probelab.sentiment.workflow import parse_command_line
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--demo-folder", type=Path, default=None, help="where the demo reviews are (only for data.source demo)")
-    parser.add_argument("--out-json", type=Path, required=True)
-    parser.add_argument("--out-figure", type=Path, required=True)
-    args = parser.parse_args(argv)
-    setup_logging()
-    s = load_config(args.config)["sentiment"]
+    args, s = parse_command_line(__doc__, argv, ["--out-json", "--out-figure"], model=False)
     explore(s["data"], args.demo_folder, s["encoders"], s["data"]["label_names"], s["features"]["max_length"],
             s["explore"]["bins"], args.out_json, args.out_figure)
 

@@ -1,7 +1,6 @@
 """Fine-tune one encoder on the review splits with the Hugging Face Trainer; save the best model,
 the log history and validation / test metrics."""
 
-import argparse
 import logging
 import time
 from pathlib import Path
@@ -51,19 +50,10 @@ def run_finetune(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from probelab.config import load_config
-    from probelab.logs import setup_logging
     from probelab.sentiment.encoder import configured_model
+    from probelab.sentiment.workflow import parse_command_line
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--demo-folder", type=Path, default=None, help="where the demo reviews are (only for data.source demo)")
-    parser.add_argument("--model", required=True, help="encoder name from sentiment.encoders")
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    setup_logging()
-    s = load_config(args.config)["sentiment"]
+    args, s = parse_command_line(__doc__, argv, ["--out-dir"], threads=True)
     run_finetune(s["data"], args.demo_folder, s["dataset"], args.model, configured_model(s["encoders"], args.model),
                  s["finetune"], args.out_dir / "metrics.json", args.out_dir / "log_history.json",
                  args.out_dir / "model", args.threads)

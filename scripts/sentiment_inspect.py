@@ -1,6 +1,5 @@
 """Inspect one encoder on a few reviews: what the tokenizer returns and what the model returns."""
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -59,17 +58,9 @@ def inspect_encoder(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from probelab.config import load_config
-    from probelab.logs import setup_logging
+    from probelab.sentiment.workflow import parse_command_line
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--demo-folder", type=Path, default=None, help="where the demo reviews are (only for data.source demo)")
-    parser.add_argument("--model", required=True, help="encoder name from sentiment.encoders")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    setup_logging()
-    s = load_config(args.config)["sentiment"]
+    args, s = parse_command_line(__doc__, argv, ["--out"])
     model = configured_model(s["encoders"], args.model)
     inspect_encoder(s["data"], args.demo_folder, args.model, model, s["inspect"]["n_samples"],
                     s["features"]["max_length"], args.out)

@@ -1,6 +1,5 @@
 """SVM on frozen text features: grid search on train (config's grid and folds), refit, evaluate."""
 
-import argparse
 import json
 import logging
 import time
@@ -71,24 +70,11 @@ def run_svm(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from probelab.config import load_config
-    from probelab.logs import setup_logging
-    from probelab.sentiment.encoder import configured_model, weights_id
+    from probelab.sentiment.workflow import expected_features, parse_command_line
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--model", required=True, help="encoder name from sentiment.encoders")
-    parser.add_argument("--features", type=Path, required=True, help="the text_features cache of that encoder")
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    setup_logging()
-    s = load_config(args.config)["sentiment"]
-    model = configured_model(s["encoders"], args.model)
-    expected = {"dataset": s["dataset"], "model": args.model, "model_id": model, "weights": weights_id(model),
-                "pooling": s["features"]["pooling"], "max_length": s["features"]["max_length"]}
-    run_svm(args.features, expected, s["svm"], args.out_dir / "metrics.json", args.out_dir / "cv_results.csv",
-            args.out_dir / "model.joblib", args.threads)
+    args, s = parse_command_line(__doc__, argv, ["--features", "--out-dir"], demo_folder=False, threads=True)
+    run_svm(args.features, expected_features(s, args.model), s["svm"], args.out_dir / "metrics.json",
+            args.out_dir / "cv_results.csv", args.out_dir / "model.joblib", args.threads)
 
 
 if "snakemake" in globals():

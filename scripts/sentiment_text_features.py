@@ -1,6 +1,5 @@
 """[CLS] (or mean-pooled) features of every review split from one encoder -> HDF5 cache."""
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -49,18 +48,9 @@ def text_features(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from probelab.config import load_config
-    from probelab.logs import setup_logging
+    from probelab.sentiment.workflow import parse_command_line
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--demo-folder", type=Path, default=None, help="where the demo reviews are (only for data.source demo)")
-    parser.add_argument("--model", required=True, help="encoder name from sentiment.encoders")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    setup_logging()
-    s = load_config(args.config)["sentiment"]
+    args, s = parse_command_line(__doc__, argv, ["--out"], threads=True)
     text_features(s["data"], args.demo_folder, s["dataset"], args.model, configured_model(s["encoders"], args.model),
                   s["features"], args.out, args.threads)
 

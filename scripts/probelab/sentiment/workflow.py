@@ -3,6 +3,7 @@ the lookups are testable): input files, targets, and what the SVM requires of it
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,32 @@ def targets(sentiment: dict[str, Any]) -> list[str]:
 def encoder_names(sentiment: dict[str, Any]) -> list[str]:
     """The {model} wildcard values: one per configured encoder."""
     return [encoder["name"] for encoder in sentiment["encoders"]]
+
+
+def parse_command_line(
+    description: str | None,
+    argv: list[str] | None,
+    outputs: list[str],
+    *,
+    demo_folder: bool = True,
+    model: bool = True,
+    threads: bool = False,
+) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """The step scripts' shared command line: --config, the optional common options and the
+    script's output paths; returns the arguments and the validated config's `sentiment` section."""
+    from probelab.config import load_config
+    from probelab.logs import setup_logging
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default="config.yaml")
+    if demo_folder:
+        parser.add_argument("--demo-folder", type=Path, default=None, help="where the demo reviews are (only for data.source demo)")
+    if model:
+        parser.add_argument("--model", required=True, help="encoder name from sentiment.encoders")
+    if threads:
+        parser.add_argument("--threads", type=int, default=1)
+    for option in outputs:
+        parser.add_argument(option, type=Path, required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    return args, load_config(args.config)["sentiment"]
