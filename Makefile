@@ -20,10 +20,14 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile rules/
 
 format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 	$(BIN)/snakefmt Snakefile rules/
 
 report: $(STAMP)

@@ -55,7 +55,10 @@ def image_paths(work: Path) -> tuple[list[str], str]:
 
 def write_index(paths: list[str], n: int, out: Path) -> Path:
     """An index of n rows cycling over `paths` (unique image ids, repeated files)."""
-    rows = [{"image_id": f"{i:06d}_{Path(paths[i % len(paths)]).name}", "path": paths[i % len(paths)]} for i in range(n)]
+    rows = [
+        {"image_id": f"{i:06d}_{Path(paths[i % len(paths)]).name}", "path": paths[i % len(paths)]}
+        for i in range(n)
+    ]
     pd.DataFrame(rows).to_parquet(out)
     return out
 
@@ -64,10 +67,12 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("nan")
 
 
-def measure(name: str, settings: dict[str, Any], embedding: dict[str, Any], paths: list[str], work: Path) -> dict[str, Any]:
+def measure(
+    name: str, settings: dict[str, Any], embedding: dict[str, Any], paths: list[str], work: Path
+) -> dict[str, Any]:
     import torch
-
     from embed_images import embed_images
+
     from probelab.encoders import build_encoder
     from probelab.images import ImageDataset, chunk_batches, load_image, make_loader
 
@@ -78,7 +83,9 @@ def measure(name: str, settings: dict[str, Any], embedding: dict[str, Any], path
 
     def loader():
         dataset = ImageDataset(paths, encoder.preprocess, encoder.input_shape)
-        return make_loader(dataset, batches, settings["num_workers"], False, embedding["prefetch_factor"])
+        return make_loader(
+            dataset, batches, settings["num_workers"], False, embedding["prefetch_factor"]
+        )
 
     began = time.perf_counter()
     preloaded = []
@@ -98,7 +105,9 @@ def measure(name: str, settings: dict[str, Any], embedding: dict[str, Any], path
     began = time.perf_counter()
     embed_images(index, work / f"{name}.h5", name, settings, embedding)
     pipeline_total = rate(n, time.perf_counter() - began)  # including building the model
-    pipeline = embed_images(index, work / f"{name}_again.h5", name, settings, embedding).images_per_second
+    pipeline = embed_images(
+        index, work / f"{name}_again.h5", name, settings, embedding
+    ).images_per_second
     print(f"{name}: (c) cache pipeline {pipeline:.1f} img/s", flush=True)
 
     began = time.perf_counter()
@@ -120,61 +129,89 @@ def measure(name: str, settings: dict[str, Any], embedding: dict[str, Any], path
     }
 
 
-def peak_memory(settings: dict[str, Any], embedding: dict[str, Any], paths: list[str], n: int, work: Path) -> dict[str, float]:
+def peak_memory(
+    settings: dict[str, Any], embedding: dict[str, Any], paths: list[str], n: int, work: Path
+) -> dict[str, float]:
     """Peak RSS (MiB) of the pipeline on n images, in a fresh process: main and largest worker."""
     index = write_index(paths, n, work / f"memory_{n}.parquet")
     code = f"""
 import json, resource, sys
-sys.path.insert(0, {str(REPO / 'scripts')!r})
+sys.path.insert(0, {str(REPO / "scripts")!r})
 from pathlib import Path
 from embed_images import embed_images
-summary = embed_images(Path({str(index)!r}), Path({str(work / f'memory_{n}.h5')!r}), "demo_openclip", {settings!r}, {embedding!r})
+summary = embed_images(Path({str(index)!r}), Path({str(work / f"memory_{n}.h5")!r}), "demo_openclip", {settings!r}, {embedding!r})
 print(json.dumps({{"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "rate": summary.images_per_second}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     figures = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"(c) at {n} images: peak RSS main {figures['main']:.0f} MiB, worker {figures['worker']:.0f} MiB", flush=True)
+    print(
+        f"(c) at {n} images: peak RSS main {figures['main']:.0f} MiB, worker {figures['worker']:.0f} MiB",
+        flush=True,
+    )
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=REPO / "config.yaml", help="config with the demo encoder")
+    parser.add_argument(
+        "--config", type=Path, default=REPO / "config.yaml", help="config with the demo encoder"
+    )
     parser.add_argument("--memory-sizes", type=int, nargs=2, default=[500, 4000])
     parser.add_argument("--skip-vit", action="store_true", help="only the demo encoder")
-    parser.add_argument("--vit-images", type=int, default=None, help="measure ViT-B/16 on the first N images only")
+    parser.add_argument(
+        "--vit-images", type=int, default=None, help="measure ViT-B/16 on the first N images only"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
     config = load_config(args.config)
     embedding = config["embedding"]
-    demo = dict(config["encoders"]["demo_openclip"], model=str(REPO / config["encoders"]["demo_openclip"]["model"]))
+    demo = dict(
+        config["encoders"]["demo_openclip"],
+        model=str(REPO / config["encoders"]["demo_openclip"]["model"]),
+    )
     vit = dict(demo, model="ViT-B-16", batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         paths, source = image_paths(work)
-        print(f"images: {source}; workers {demo['num_workers']}, torch threads {embedding['threads']}", flush=True)
+        print(
+            f"images: {source}; workers {demo['num_workers']}, torch threads {embedding['threads']}",
+            flush=True,
+        )
         results = [measure("demo_openclip", demo, embedding, paths, work)]
         if not args.skip_vit:
             results.append(measure("vit_b16", vit, embedding, paths[: args.vit_images], work))
         small, large = args.memory_sizes
         memory = {n: peak_memory(demo, embedding, paths, n, work) for n in (small, large)}
 
-    print(f"\n{'encoder':<15}{'(a) decode':>12}{'(b) forward':>13}{'(c) cache':>11}{'(d) naive':>11}{'c/min(a,b)':>12}{'c/d':>7}")
+    print(
+        f"\n{'encoder':<15}{'(a) decode':>12}{'(b) forward':>13}{'(c) cache':>11}{'(d) naive':>11}{'c/min(a,b)':>12}{'c/d':>7}"
+    )
     for r in results:
         print(
             f"{r['encoder']:<15}{r['a_decode_preprocess']:>12.1f}{r['b_forward']:>13.1f}{r['c_pipeline']:>11.1f}"
             f"{r['d_naive']:>11.1f}{r['c_over_min_ab']:>12.2f}{r['c_over_d']:>7.2f}"
         )
-    print("(images per second; (c) excludes building the model, which is timed separately in the JSON)")
+    print(
+        "(images per second; (c) excludes building the model, which is timed separately in the JSON)"
+    )
     for n, m in memory.items():
-        print(f"peak RSS of (c) at {n:>5} images: main {m['main']:.0f} MiB, largest worker {m['worker']:.0f} MiB ({m['rate']:.1f} img/s)")
-    ratio = (memory[large]["main"] + memory[large]["worker"]) / (memory[small]["main"] + memory[small]["worker"])
+        print(
+            f"peak RSS of (c) at {n:>5} images: main {m['main']:.0f} MiB, largest worker {m['worker']:.0f} MiB ({m['rate']:.1f} img/s)"
+        )
+    ratio = (memory[large]["main"] + memory[large]["worker"]) / (
+        memory[small]["main"] + memory[small]["worker"]
+    )
     print(f"peak memory ratio {large}/{small} images: {ratio:.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"source": source, "results": results, "memory": memory, "memory_ratio": ratio}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"source": source, "results": results, "memory": memory, "memory_ratio": ratio},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

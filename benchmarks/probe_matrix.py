@@ -40,8 +40,20 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 def snakemake(workdir: Path, configfile: Path, cores: int, *targets: str) -> tuple[float, float]:
     """Run the workflow on `targets` in `workdir`; return wall and CPU seconds (Snakemake and all
     its jobs), raising if it fails."""
-    command = [str(SNAKEMAKE), *targets, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--cores", str(cores), "--configfile", str(configfile), "--quiet", "progress"]  # fmt: skip
+    command = [
+        str(SNAKEMAKE),
+        *targets,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        str(cores),
+        "--configfile",
+        str(configfile),
+        "--quiet",
+        "progress",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -49,7 +61,9 @@ def snakemake(workdir: Path, configfile: Path, cores: int, *targets: str) -> tup
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"snakemake {' '.join(targets)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"snakemake {' '.join(targets)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
@@ -65,14 +79,15 @@ def jobs(config: dict[str, Any]) -> list[dict[str, Any]]:
         groups = [[(m, n) for n in sizes] for m in models]
     else:
         groups = [[(m, n) for m in models for n in sizes]]
-    return [{"encoder": encoder, "pairs": group} for encoder in config["encoders"] for group in groups]
+    return [
+        {"encoder": encoder, "pairs": group} for encoder in config["encoders"] for group in groups
+    ]
 
 
 def pure_compute(workdir: Path, config: dict[str, Any], out_root: Path) -> tuple[float, float]:
     """All train_probe jobs in this process, after a warm-up job per model; wall and CPU seconds
     of the timed pass."""
     import torch
-
     from train_probe import RunSpec, train_probe
 
     torch.set_num_threads(config["training"]["threads"])
@@ -81,17 +96,30 @@ def pure_compute(workdir: Path, config: dict[str, Any], out_root: Path) -> tuple
     def call(job: dict[str, Any], tag: str) -> None:
         encoder = job["encoder"]
         runs = [
-            RunSpec(model, n, seed, results / "subsets" / f"n{n}" / f"seed{seed}.txt", out_root / tag / encoder / model / f"n{n}" / f"seed{seed}")
+            RunSpec(
+                model,
+                n,
+                seed,
+                results / "subsets" / f"n{n}" / f"seed{seed}.txt",
+                out_root / tag / encoder / model / f"n{n}" / f"seed{seed}",
+            )
             for model, n in job["pairs"]
             for seed in config["subsets"]["seeds"]
         ]
         train_probe(
             image_cache=results / "embeddings" / f"{encoder}.h5",
-            prompt_cache=results / "prompts" / f"{encoder}.h5" if any(needs_prompts(m) for m, _ in job["pairs"]) else None,
-            index=results / "index.parquet", split=results / "split.parquet", runs=runs,
-            cohort=config["cohort"], encoder=encoder, models=config["models"], pathologies=config["pathologies"],
+            prompt_cache=results / "prompts" / f"{encoder}.h5"
+            if any(needs_prompts(m) for m, _ in job["pairs"])
+            else None,
+            index=results / "index.parquet",
+            split=results / "split.parquet",
+            runs=runs,
+            cohort=config["cohort"],
+            encoder=encoder,
+            models=config["models"],
+            pathologies=config["pathologies"],
             training=config["training"],
-        )  # fmt: skip
+        )
 
     planned = jobs(config)
     # Warm-up, untimed: every model once on the smallest subset pays the imports and torch's lazy
@@ -106,10 +134,17 @@ def pure_compute(workdir: Path, config: dict[str, Any], out_root: Path) -> tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--configfile", type=Path, default=REPO / "config.yaml")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=None, help="kept between calls to reuse the caches; default: a temporary folder")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="kept between calls to reuse the caches; default: a temporary folder",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     configfile = args.configfile.resolve()
@@ -124,7 +159,10 @@ def main() -> None:
     shutil.rmtree(workdir / "results" / config["cohort"] / "runs", ignore_errors=True)
     planned = jobs(config)
     n_runs = len(config["subsets"]["seeds"]) * sum(len(job["pairs"]) for job in planned)
-    print(f"stage: snakemake probes, {len(planned)} train_probe jobs, {n_runs} runs, --cores {args.cores} ...", flush=True)
+    print(
+        f"stage: snakemake probes, {len(planned)} train_probe jobs, {n_runs} runs, --cores {args.cores} ...",
+        flush=True,
+    )
     load_before = os.getloadavg()[0]
     stage, stage_cpu = snakemake(workdir, configfile, args.cores, "probes")
     print("pure compute: the same jobs in one warmed-up process ...", flush=True)
@@ -146,9 +184,13 @@ def main() -> None:
     }
     # The CPU seconds do not depend on what else the machine runs; on a shared machine they tell
     # process overhead apart from waiting for a core.
-    print(f"stage wall through Snakemake: {stage:.1f} s   (CPU {stage_cpu:.1f} s: Snakemake and its jobs)")
+    print(
+        f"stage wall through Snakemake: {stage:.1f} s   (CPU {stage_cpu:.1f} s: Snakemake and its jobs)"
+    )
     print(f"pure compute in one process:  {compute:.1f} s   (CPU {compute_cpu:.1f} s)")
-    print(f"ratio: {stage / compute:.2f} (target <= 2.0 on 2 cores); 1-min load average {load_before:.1f} -> {load_after:.1f}")
+    print(
+        f"ratio: {stage / compute:.2f} (target <= 2.0 on 2 cores); 1-min load average {load_before:.1f} -> {load_after:.1f}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     if args.workdir is None:

@@ -33,40 +33,69 @@ from probelab.sentiment.svm import parameter_grid, plain_search, precomputed_sea
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "rotten_tomatoes_local.yaml")
-    parser.add_argument("--features", type=Path, default=None,
-                        help="text features cache (default: results/sentiment/<dataset>/features/<first encoder>.h5)")
-    parser.add_argument("--subsample", type=int, default=None, help="time every search on N stratified training rows")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", type=Path, default=REPO / "configs" / "rotten_tomatoes_local.yaml"
+    )
+    parser.add_argument(
+        "--features",
+        type=Path,
+        default=None,
+        help="text features cache (default: results/sentiment/<dataset>/features/<first encoder>.h5)",
+    )
+    parser.add_argument(
+        "--subsample",
+        type=int,
+        default=None,
+        help="time every search on N stratified training rows",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsample")
     parser.add_argument("--skip-plain", action="store_true", help="time only the workflow's search")
     args = parser.parse_args()
 
     sentiment = load_config(args.config)["sentiment"]
     svm = sentiment["svm"]
-    features = args.features or REPO / "results" / "sentiment" / sentiment["dataset"] / "features" / f"{sentiment['encoders'][0]['name']}.h5"
+    features = (
+        args.features
+        or REPO
+        / "results"
+        / "sentiment"
+        / sentiment["dataset"]
+        / "features"
+        / f"{sentiment['encoders'][0]['name']}.h5"
+    )
     cache = read_text_features(features, {"dataset": sentiment["dataset"]})
     X, y = cache.features["train"], cache.labels["train"]
     if args.subsample and args.subsample < len(y):
         from sklearn.model_selection import train_test_split
 
-        X, _, y, _ = train_test_split(X, y, train_size=args.subsample, stratify=y, random_state=args.seed)
+        X, _, y, _ = train_test_split(
+            X, y, train_size=args.subsample, stratify=y, random_state=args.seed
+        )
     grid = parameter_grid(svm["C"], svm["kernel"], svm["gamma"])
-    print(f"features: {features} -> {X.shape[0]} x {X.shape[1]} training rows"
-          f"{' (subsample)' if args.subsample else ''}; grid {grid}; {svm['folds']} folds; scoring {svm['scoring']}",
-          flush=True)
+    print(
+        f"features: {features} -> {X.shape[0]} x {X.shape[1]} training rows"
+        f"{' (subsample)' if args.subsample else ''}; grid {grid}; {svm['folds']} folds; scoring {svm['scoring']}",
+        flush=True,
+    )
 
     # CPU seconds beside wall seconds: on a shared machine the wall time depends on the others' load
     results, cpu = {}, {}
     if not args.skip_plain:
         start = time.process_time()
-        results["plain GridSearchCV, 1 job"] = plain_search(X, y, grid, svm["folds"], svm["scoring"], n_jobs=1)
+        results["plain GridSearchCV, 1 job"] = plain_search(
+            X, y, grid, svm["folds"], svm["scoring"], n_jobs=1
+        )
         cpu["plain GridSearchCV, 1 job"] = time.process_time() - start
         print(f"plain done: {results['plain GridSearchCV, 1 job'].seconds:.1f} s", flush=True)
     for jobs in sorted({1, svm["n_jobs"]}):
         name = f"precomputed, {jobs} job{'s' if jobs > 1 else ''}"
         start = time.process_time()
-        results[name] = precomputed_search(X, y, grid, svm["folds"], svm["scoring"], jobs, svm["max_cache_mb"])
+        results[name] = precomputed_search(
+            X, y, grid, svm["folds"], svm["scoring"], jobs, svm["max_cache_mb"]
+        )
         cpu[name] = time.process_time() - start
         print(f"{name} done: {results[name].seconds:.1f} s", flush=True)
 
@@ -74,15 +103,26 @@ def main() -> None:
     reference = results[reference_name]
     score_columns = [f"split{k}_test_score" for k in range(svm["folds"])] + ["mean_test_score"]
     print()
-    print(f"{'search':<28} {'seconds':>9} {'speed-up':>9} {'CPU s':>8}  best parameters, mean CV {svm['scoring']}, max |score diff|")
+    print(
+        f"{'search':<28} {'seconds':>9} {'speed-up':>9} {'CPU s':>8}  best parameters, mean CV {svm['scoring']}, max |score diff|"
+    )
     for name, result in results.items():
-        difference = np.abs(result.cv_results[score_columns].to_numpy(float) - reference.cv_results[score_columns].to_numpy(float)).max()
-        print(f"{name:<28} {result.seconds:9.1f} {reference.seconds / result.seconds:8.2f}x {cpu[name]:8.1f}  "
-              f"{result.best_params}, {result.best_score:.5f}, {difference:.1e}")
+        difference = np.abs(
+            result.cv_results[score_columns].to_numpy(float)
+            - reference.cv_results[score_columns].to_numpy(float)
+        ).max()
+        print(
+            f"{name:<28} {result.seconds:9.1f} {reference.seconds / result.seconds:8.2f}x {cpu[name]:8.1f}  "
+            f"{result.best_params}, {result.best_score:.5f}, {difference:.1e}"
+        )
         if result.best_params != reference.best_params:
             print(f"  !! best parameters differ from {reference_name}")
     print()
-    print(reference.cv_results[["params", "mean_test_score", "rank_test_score", "mean_fit_time"]].to_string(index=False))
+    print(
+        reference.cv_results[
+            ["params", "mean_test_score", "rank_test_score", "mean_fit_time"]
+        ].to_string(index=False)
+    )
 
 
 if __name__ == "__main__":

@@ -36,10 +36,16 @@ def read_texts(folder: Path, split: str, sample: int | None, seed: int) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROTTEN_TOMATOES, help="folder with <split>.jsonl")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=ROTTEN_TOMATOES, help="folder with <split>.jsonl"
+    )
     parser.add_argument("--split", default="train")
-    parser.add_argument("--sample", type=int, default=None, help="a random sample of N texts (default: all)")
+    parser.add_argument(
+        "--sample", type=int, default=None, help="a random sample of N texts (default: all)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--model", default="bundled:all-minilm-l6-v2")
     parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
@@ -59,7 +65,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     texts = read_texts(args.data, args.split, args.sample, args.seed)
     tokenizer, encoder = load_tokenizer(args.model), load_encoder(args.model)
-    extract_features(texts[:64], tokenizer, encoder, args.pooling, args.max_length, args.batch_size, True)  # warm-up
+    extract_features(
+        texts[:64], tokenizer, encoder, args.pooling, args.max_length, args.batch_size, True
+    )  # warm-up
 
     best = {True: float("inf"), False: float("inf")}
     features = {}
@@ -71,14 +79,26 @@ def main() -> None:
             )
             seconds = time.perf_counter() - start
             best[sort] = min(best[sort], seconds)
-            print(f"repeat {repeat + 1}: {'sorted' if sort else 'file order'}: {seconds:.1f} s", flush=True)
+            print(
+                f"repeat {repeat + 1}: {'sorted' if sort else 'file order'}: {seconds:.1f} s",
+                flush=True,
+            )
     largest_difference = float(np.abs(features[True] - features[False]).max())
     # the work the encoder does: every batch is padded to its longest text
-    padded = {sort: sum(int(lengths[b].max()) * len(b) for b in batch_order(lengths, args.batch_size, sort)) for sort in best}
+    padded = {
+        sort: sum(
+            int(lengths[b].max()) * len(b) for b in batch_order(lengths, args.batch_size, sort)
+        )
+        for sort in best
+    }
 
-    print(f"texts: {len(texts)} ({args.data.name}/{args.split}{', random sample' if args.sample else ''}), batch {args.batch_size}, max_length "
-          f"{args.max_length}, {args.threads} threads, best of {args.repeats}")
-    print(f"tokens incl. padding: sorted {padded[True]}, file order {padded[False]} (real tokens {int(lengths.sum())})")
+    print(
+        f"texts: {len(texts)} ({args.data.name}/{args.split}{', random sample' if args.sample else ''}), batch {args.batch_size}, max_length "
+        f"{args.max_length}, {args.threads} threads, best of {args.repeats}"
+    )
+    print(
+        f"tokens incl. padding: sorted {padded[True]}, file order {padded[False]} (real tokens {int(lengths.sum())})"
+    )
     print(f"sorted by length: {len(texts) / best[True]:.1f} texts/s ({best[True]:.1f} s)")
     print(f"file order:       {len(texts) / best[False]:.1f} texts/s ({best[False]:.1f} s)")
     print(f"ratio sorted / file order: {best[False] / best[True]:.2f}x (target >= 1.5x)")

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from probelab.report.aggregate import history_table, metrics_table, read_runs, summarise_by_setting, write_table
+from probelab.report.aggregate import (
+    history_table,
+    metrics_table,
+    read_runs,
+    summarise_by_setting,
+    write_table,
+)
 
 log = logging.getLogger("aggregate")
 
@@ -23,7 +29,13 @@ def aggregate(
     write_table(metrics_out, metrics)
     write_table(by_setting_out, by_setting)
     write_table(history_out, history)
-    log.info("%d runs -> %d metric rows, %d settings rows, %d history rows", len(runs), len(metrics), len(by_setting), len(history))
+    log.info(
+        "%d runs -> %d metric rows, %d settings rows, %d history rows",
+        len(runs),
+        len(metrics),
+        len(by_setting),
+        len(history),
+    )
     return metrics, by_setting, history
 
 
@@ -31,13 +43,23 @@ def main(argv: list[str] | None = None) -> None:
     from probelab.logs import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("runs", type=Path, nargs="+", help="run folders (results/{cohort}/runs/...)")
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="run folders (results/{cohort}/runs/...)"
+    )
     parser.add_argument("--cohort", required=True)
-    parser.add_argument("--out-dir", type=Path, required=True, help="report folder (results/{cohort}/report)")
+    parser.add_argument(
+        "--out-dir", type=Path, required=True, help="report folder (results/{cohort}/report)"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     out = args.out_dir
-    aggregate(args.runs, args.cohort, out / "metrics.csv", out / "summary_by_setting.csv", out / "history.csv")
+    aggregate(
+        args.runs,
+        args.cohort,
+        out / "metrics.csv",
+        out / "summary_by_setting.csv",
+        out / "history.csv",
+    )
 
 
 if "snakemake" in globals():

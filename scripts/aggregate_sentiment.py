@@ -22,7 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     from probelab.logs import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("metrics", type=Path, nargs="+", help="results/sentiment/{dataset}/{method}/{model}/metrics.json")
+    parser.add_argument(
+        "metrics",
+        type=Path,
+        nargs="+",
+        help="results/sentiment/{dataset}/{method}/{model}/metrics.json",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()

@@ -36,7 +36,12 @@ def bootstrap(
     ci, paired = bootstrap_tables(read_runs(run_dirs), split_path, pathologies, settings)
     write_table(ci_out, ci)
     write_table(comparisons_out, paired)
-    log.info("%d interval rows, %d comparison rows (%d resamples)", len(ci), len(paired), settings.resamples)
+    log.info(
+        "%d interval rows, %d comparison rows (%d resamples)",
+        len(ci),
+        len(paired),
+        settings.resamples,
+    )
     return ci, paired
 
 
@@ -45,16 +50,25 @@ def main(argv: list[str] | None = None) -> None:
     from probelab.logs import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("runs", type=Path, nargs="+", help="run folders (results/{cohort}/runs/...)")
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="run folders (results/{cohort}/runs/...)"
+    )
     parser.add_argument("--config", default="config.yaml")
     parser.add_argument("--split", type=Path, required=True, help="results/{cohort}/split.parquet")
-    parser.add_argument("--out-dir", type=Path, required=True, help="report folder (results/{cohort}/report)")
+    parser.add_argument(
+        "--out-dir", type=Path, required=True, help="report folder (results/{cohort}/report)"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config(args.config)
     bootstrap(
-        args.runs, args.split, config["pathologies"], config["report"]["bootstrap"], config["report"]["comparisons"],
-        args.out_dir / "bootstrap_ci.csv", args.out_dir / "comparisons.csv",
+        args.runs,
+        args.split,
+        config["pathologies"],
+        config["report"]["bootstrap"],
+        config["report"]["comparisons"],
+        args.out_dir / "bootstrap_ci.csv",
+        args.out_dir / "comparisons.csv",
     )
 
 

@@ -51,7 +51,9 @@ def read_index(index_path: Path) -> pd.DataFrame:
     index = pd.read_parquet(index_path)
     missing = [column for column in ("image_id", "path") if column not in index.columns]
     if missing:
-        raise ValueError(f"index {index_path} lacks the column '{missing[0]}' (expected image_id and path).")
+        raise ValueError(
+            f"index {index_path} lacks the column '{missing[0]}' (expected image_id and path)."
+        )
     if index.empty:
         raise ValueError(f"index {index_path} lists no images, so there is nothing to embed.")
     return index
@@ -78,11 +80,19 @@ def embed_images(
     image_ids = index["image_id"].astype(str).tolist()
     encoder = build_encoder(encoder_name, settings)
     chunk_size, n_rows = embedding["chunk_size"], len(index)
-    attrs = {**encoder.provenance(), "index_hash": index_hash(index), "precision": encoder.precision}
-    cache = ResumableImageCache(out_path, attrs, n_rows, chunk_size, encoder.embed_dim, settings["dtype"])
+    attrs = {
+        **encoder.provenance(),
+        "index_hash": index_hash(index),
+        "precision": encoder.precision,
+    }
+    cache = ResumableImageCache(
+        out_path, attrs, n_rows, chunk_size, encoder.embed_dim, settings["dtype"]
+    )
     start = cache.resume_row()
 
-    dataset = ImageDataset(index["path"].astype(str).tolist(), encoder.preprocess, encoder.input_shape)
+    dataset = ImageDataset(
+        index["path"].astype(str).tolist(), encoder.preprocess, encoder.input_shape
+    )
     batches = list(chunk_batches(start, n_rows, chunk_size, settings["batch_size"]))
     loader = make_loader(
         dataset,
@@ -124,7 +134,9 @@ def embed_images(
                 cache.write_chunk(chunk_start, features[:size].copy(), failed[:size].copy())
     cache.finish(image_ids)
     seconds = time.perf_counter() - began
-    summary = EmbedSummary(n_images=n_rows, n_encoded=n_rows - start, n_failed=n_failed, seconds=seconds)
+    summary = EmbedSummary(
+        n_images=n_rows, n_encoded=n_rows - start, n_failed=n_failed, seconds=seconds
+    )
     log.info(
         "wrote %s: %d images (%d encoded in this run, %.1f images/s), %d failed",
         out_path,
@@ -143,10 +155,14 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--encoder", required=True, help="encoder name in the config's encoders section")
+    parser.add_argument(
+        "--encoder", required=True, help="encoder name in the config's encoders section"
+    )
     parser.add_argument("--index", type=Path, required=True, help="results/{cohort}/index.parquet")
     parser.add_argument("--out", type=Path, required=True, help="image cache to write (.h5)")
-    parser.add_argument("--model", help="model path to use instead of the config's (for build_from encoders)")
+    parser.add_argument(
+        "--model", help="model path to use instead of the config's (for build_from encoders)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     setup_logging()

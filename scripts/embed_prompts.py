@@ -54,7 +54,14 @@ def embed_prompts(
         "logit_bias": encoder.logit_bias,
     }
     write_prompt_cache(
-        out_path, pathologies, templates, texts, per_template, per_pathology, mega_vector(per_pathology), attrs
+        out_path,
+        pathologies,
+        templates,
+        texts,
+        per_template,
+        per_pathology,
+        mega_vector(per_pathology),
+        attrs,
     )
     log.info(
         "wrote %s: %d pathologies x %d templates, dim %d, logit scale %.3g, bias %s",
@@ -74,15 +81,21 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--encoder", required=True, help="encoder name in the config's encoders section")
+    parser.add_argument(
+        "--encoder", required=True, help="encoder name in the config's encoders section"
+    )
     parser.add_argument("--out", type=Path, required=True, help="prompt cache to write (.h5)")
-    parser.add_argument("--model", help="model path to use instead of the config's (for build_from encoders)")
+    parser.add_argument(
+        "--model", help="model path to use instead of the config's (for build_from encoders)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config(args.config)
     settings = configured_encoder(config, args.encoder, args.model)
-    embed_prompts(args.out, args.encoder, settings, config["pathologies"], config["prompts"], args.threads)
+    embed_prompts(
+        args.out, args.encoder, settings, config["pathologies"], config["prompts"], args.threads
+    )
 
 
 if "snakemake" in globals():

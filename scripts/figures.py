@@ -29,7 +29,12 @@ TABLE_FILES = {
 
 
 def draw_figure(
-    name: str, tables: dict[str, Path], outputs: list[Path], settings: dict[str, Any], policy: str, pathologies: list[str]
+    name: str,
+    tables: dict[str, Path],
+    outputs: list[Path],
+    settings: dict[str, Any],
+    policy: str,
+    pathologies: list[str],
 ) -> None:
     """Draw figure `name` into `outputs` (one path per format) from the tables it needs."""
     if name not in TABLES:
@@ -56,14 +61,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("figure", choices=sorted(TABLES))
     parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--report-dir", type=Path, required=True, help="results/{cohort}/report: tables in, figures out")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        required=True,
+        help="results/{cohort}/report: tables in, figures out",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config(args.config)
     settings = figure_settings(config["report"])
     tables = {key: args.report_dir / file for key, file in TABLE_FILES.items()}
     outputs = [args.report_dir / f"{args.figure}.{kind}" for kind in settings["formats"]]
-    draw_figure(args.figure, tables, outputs, settings, config["report"]["policy"], config["pathologies"])
+    draw_figure(
+        args.figure, tables, outputs, settings, config["report"]["policy"], config["pathologies"]
+    )
 
 
 if "snakemake" in globals():

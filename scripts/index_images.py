@@ -3,7 +3,6 @@
 Writes results/{cohort}/index.parquet (one row per present image) and index_counts.json.
 """
 
-
 import argparse
 import logging
 from dataclasses import asdict
@@ -33,7 +32,12 @@ def index_images(
     )
     write_parquet(out_index, index)
     write_json(out_counts, asdict(counts))
-    log.info("%d of %d listed images present; %d files on disk not listed", counts.present, counts.listed, counts.unlisted_files)
+    log.info(
+        "%d of %d listed images present; %d files on disk not listed",
+        counts.present,
+        counts.listed,
+        counts.unlisted_files,
+    )
     return counts
 
 
@@ -48,7 +52,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config(args.config)
-    index_images(config["data"], config["pathologies"], config["no_finding_label"], args.out_index, args.out_counts)
+    index_images(
+        config["data"],
+        config["pathologies"],
+        config["no_finding_label"],
+        args.out_index,
+        args.out_counts,
+    )
 
 
 if "snakemake" in globals():

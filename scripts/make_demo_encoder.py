@@ -42,7 +42,9 @@ def make_demo_encoder(architecture: Path, out_dir: Path, seed: int) -> None:
 
     spec: dict[str, Any] = json.loads(Path(architecture).read_text())
     if spec.get("model_type", "clip") != "clip":
-        raise ValueError(f"{architecture}: model_type {spec['model_type']!r} is not supported; only 'clip' can be built offline.")
+        raise ValueError(
+            f"{architecture}: model_type {spec['model_type']!r} is not supported; only 'clip' can be built offline."
+        )
     for key in ("vision_config", "text_config", "tokenizer_merges"):
         if key not in spec:
             raise ValueError(f"{architecture}: the key '{key}' is missing.")
@@ -63,8 +65,12 @@ def make_demo_encoder(architecture: Path, out_dir: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     size = int(spec["vision_config"]["image_size"])
-    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=text_config["max_position_embeddings"])
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    )
+    tokenizer = CLIPTokenizer(
+        vocab=vocab, merges=merges, model_max_length=text_config["max_position_embeddings"]
+    )
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -81,14 +87,22 @@ def make_demo_encoder(architecture: Path, out_dir: Path, seed: int) -> None:
         if tmp.exists():
             shutil.rmtree(tmp)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("wrote %s: CLIP with %d parameters (seed %d), vocabulary of %d tokens", out_dir, n_params, seed, len(vocab))
+    log.info(
+        "wrote %s: CLIP with %d parameters (seed %d), vocabulary of %d tokens",
+        out_dir,
+        n_params,
+        seed,
+        len(vocab),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     from probelab.logs import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--architecture", type=Path, required=True, help="JSON file (configs/encoders/...)")
+    parser.add_argument(
+        "--architecture", type=Path, required=True, help="JSON file (configs/encoders/...)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -100,6 +114,8 @@ if "snakemake" in globals():
     from probelab.logs import setup_logging
 
     setup_logging(snakemake.log[0])
-    make_demo_encoder(Path(snakemake.input.architecture), Path(snakemake.output[0]), snakemake.params.seed)
+    make_demo_encoder(
+        Path(snakemake.input.architecture), Path(snakemake.output[0]), snakemake.params.seed
+    )
 elif __name__ == "__main__":
     main()

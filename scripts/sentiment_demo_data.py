@@ -13,9 +13,16 @@ log = logging.getLogger("sentiment_demo_data")
 def make_demo_reviews(out_dir: Path, demo: dict[str, Any]) -> dict[str, int]:
     """Generate the review set configured in `sentiment.demo` into `out_dir`."""
     sizes = write_demo_reviews(
-        out_dir, demo["n_reviews"], demo["validation_fraction"], demo["test_fraction"], demo["label_noise"], demo["seed"]
+        out_dir,
+        demo["n_reviews"],
+        demo["validation_fraction"],
+        demo["test_fraction"],
+        demo["label_noise"],
+        demo["seed"],
     )
-    log.info("demo reviews in %s: %s", out_dir, ", ".join(f"{split} {n}" for split, n in sizes.items()))
+    log.info(
+        "demo reviews in %s: %s", out_dir, ", ".join(f"{split} {n}" for split, n in sizes.items())
+    )
     return sizes
 
 
@@ -25,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--out", type=Path, required=True, help="folder for train/validation/test.jsonl")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for train/validation/test.jsonl"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     make_demo_reviews(args.out, load_config(args.config)["sentiment"]["demo"])

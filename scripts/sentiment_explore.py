@@ -18,7 +18,9 @@ PERCENTILES = (5, 25, 50, 75, 95, 99)
 
 def length_stats(lengths: np.ndarray, max_length: int | None = None) -> dict[str, Any]:
     stats: dict[str, Any] = {
-        "min": int(lengths.min()), "max": int(lengths.max()), "mean": float(lengths.mean()),
+        "min": int(lengths.min()),
+        "max": int(lengths.max()),
+        "mean": float(lengths.mean()),
         **{f"p{p}": float(np.percentile(lengths, p)) for p in PERCENTILES},
     }
     if max_length is not None:
@@ -28,8 +30,14 @@ def length_stats(lengths: np.ndarray, max_length: int | None = None) -> dict[str
 
 
 def explore(
-    data: dict[str, Any], demo_folder: Path | None, encoders: list[dict[str, str]], label_names: list[str],
-    max_length: int, bins: int, out_json: Path, out_figure: Path,
+    data: dict[str, Any],
+    demo_folder: Path | None,
+    encoders: list[dict[str, str]],
+    label_names: list[str],
+    max_length: int,
+    bins: int,
+    out_json: Path,
+    out_figure: Path,
 ) -> dict[str, Any]:
     """Write split sizes, label balance and length distributions (JSON) and their figure."""
     splits = load_splits(data, demo_folder)
@@ -49,8 +57,13 @@ def explore(
             "characters": length_stats(lengths[split]["characters"]),
             "tokens": {name: length_stats(lengths[split][name], max_length) for name in tokenizers},
         }
-        log.info("%s: %d texts, %.1f%% positive, median %d characters", split, len(texts),
-                 100 * labels.mean(), np.median(lengths[split]["characters"]))
+        log.info(
+            "%s: %d texts, %.1f%% positive, median %d characters",
+            split,
+            len(texts),
+            100 * labels.mean(),
+            np.median(lengths[split]["characters"]),
+        )
     write_json(out_json, summary)
     _figure(summary, lengths, list(tokenizers), label_names, bins, out_figure)
     return summary
@@ -64,8 +77,14 @@ def integer_bins(values: np.ndarray, bins: int) -> np.ndarray:
     return np.arange(low, high + width + 1, width) - 0.5
 
 
-def _figure(summary: dict[str, Any], lengths: dict[str, dict[str, np.ndarray]], encoders: list[str],
-            label_names: list[str], bins: int, out: Path) -> None:
+def _figure(
+    summary: dict[str, Any],
+    lengths: dict[str, dict[str, np.ndarray]],
+    encoders: list[str],
+    label_names: list[str],
+    bins: int,
+    out: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,11 +100,13 @@ def _figure(summary: dict[str, Any], lengths: dict[str, dict[str, np.ndarray]], 
     axes[0].set_title("label balance")
     axes[0].set_ylabel("reviews")
     axes[0].legend()
-    for axis, panel in zip(axes[1:], panels[1:]):
+    for axis, panel in zip(axes[1:], panels[1:], strict=True):
         edges = integer_bins(np.concatenate([lengths[split][panel] for split in SPLITS]), bins)
         for split in SPLITS:
             axis.hist(lengths[split][panel], bins=edges, density=True, histtype="step", label=split)
-        axis.set_title("length in characters" if panel == "characters" else f"length in tokens ({panel})")
+        axis.set_title(
+            "length in characters" if panel == "characters" else f"length in tokens ({panel})"
+        )
         axis.set_ylabel("density")
         axis.legend()
     figure.tight_layout()
@@ -98,8 +119,16 @@ def main(argv: list[str] | None = None) -> None:
     from probelab.sentiment.workflow import parse_command_line
 
     args, s = parse_command_line(__doc__, argv, ["--out-json", "--out-figure"], model=False)
-    explore(s["data"], args.demo_folder, s["encoders"], s["data"]["label_names"], s["features"]["max_length"],
-            s["explore"]["bins"], args.out_json, args.out_figure)
+    explore(
+        s["data"],
+        args.demo_folder,
+        s["encoders"],
+        s["data"]["label_names"],
+        s["features"]["max_length"],
+        s["explore"]["bins"],
+        args.out_json,
+        args.out_figure,
+    )
 
 
 if "snakemake" in globals():
@@ -107,7 +136,15 @@ if "snakemake" in globals():
 
     setup_logging(snakemake.log[0])
     p = snakemake.params
-    explore(p.data, p.demo_folder, p.encoders, p.data["label_names"], p.max_length, p.bins,
-            Path(snakemake.output.json), Path(snakemake.output.figure))
+    explore(
+        p.data,
+        p.demo_folder,
+        p.encoders,
+        p.data["label_names"],
+        p.max_length,
+        p.bins,
+        Path(snakemake.output.json),
+        Path(snakemake.output.figure),
+    )
 elif __name__ == "__main__":
     main()

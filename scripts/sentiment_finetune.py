@@ -15,16 +15,32 @@ log = logging.getLogger("sentiment_finetune")
 
 
 def run_finetune(
-    data: dict[str, Any], demo_folder: Path | None, dataset: str, name: str, model: str, params: dict[str, Any],
-    out_metrics: Path, out_history: Path, model_dir: Path, threads: int,
+    data: dict[str, Any],
+    demo_folder: Path | None,
+    dataset: str,
+    name: str,
+    model: str,
+    params: dict[str, Any],
+    out_metrics: Path,
+    out_history: Path,
+    model_dir: Path,
+    threads: int,
 ) -> dict[str, Any]:
     start = time.perf_counter()
     splits = load_splits(data, demo_folder)
-    outcome = finetune(splits, model, params, data["label_names"], model_dir, out_metrics.parent / "logs", threads)
+    outcome = finetune(
+        splits, model, params, data["label_names"], model_dir, out_metrics.parent / "logs", threads
+    )
     metrics = []
     for split in ("validation", "test"):
         metrics += metric_rows(split, outcome[split])
-        log.info("%s: %s", split, ", ".join(f"{k} {outcome[split][k]:.4f}" for k in ("accuracy", "precision", "recall", "f1")))
+        log.info(
+            "%s: %s",
+            split,
+            ", ".join(
+                f"{k} {outcome[split][k]:.4f}" for k in ("accuracy", "precision", "recall", "f1")
+            ),
+        )
     write_json(out_history, outcome["log_history"])
     result = {
         "method": "finetune",
@@ -54,9 +70,18 @@ def main(argv: list[str] | None = None) -> None:
     from probelab.sentiment.workflow import parse_command_line
 
     args, s = parse_command_line(__doc__, argv, ["--out-dir"], threads=True)
-    run_finetune(s["data"], args.demo_folder, s["dataset"], args.model, configured_model(s["encoders"], args.model),
-                 s["finetune"], args.out_dir / "metrics.json", args.out_dir / "log_history.json",
-                 args.out_dir / "model", args.threads)
+    run_finetune(
+        s["data"],
+        args.demo_folder,
+        s["dataset"],
+        args.model,
+        configured_model(s["encoders"], args.model),
+        s["finetune"],
+        args.out_dir / "metrics.json",
+        args.out_dir / "log_history.json",
+        args.out_dir / "model",
+        args.threads,
+    )
 
 
 if "snakemake" in globals():
@@ -64,7 +89,17 @@ if "snakemake" in globals():
 
     setup_logging(snakemake.log[0])
     p, out = snakemake.params, snakemake.output
-    run_finetune(p.data, p.demo_folder, p.dataset, snakemake.wildcards.model, p.model, p.finetune,
-                 Path(out.metrics), Path(out.history), Path(out.model), snakemake.threads)
+    run_finetune(
+        p.data,
+        p.demo_folder,
+        p.dataset,
+        snakemake.wildcards.model,
+        p.model,
+        p.finetune,
+        Path(out.metrics),
+        Path(out.history),
+        Path(out.model),
+        snakemake.threads,
+    )
 elif __name__ == "__main__":
     main()

@@ -15,8 +15,13 @@ log = logging.getLogger("sentiment_svm")
 
 
 def run_svm(
-    features_path: Path, expected: dict[str, Any], svm: dict[str, Any], out_metrics: Path, out_cv: Path,
-    out_model: Path, threads: int,
+    features_path: Path,
+    expected: dict[str, Any],
+    svm: dict[str, Any],
+    out_metrics: Path,
+    out_cv: Path,
+    out_model: Path,
+    threads: int,
 ) -> dict[str, Any]:
     """Grid-search C / kernel / gamma on train by cross-validation, refit the best Pipeline
     (StandardScaler + SVC) on all of train, and report validation and test metrics."""
@@ -25,10 +30,21 @@ def run_svm(
     start = time.perf_counter()
     cache = read_text_features(features_path, expected)
     X, y = cache.features["train"], cache.labels["train"]
-    log.info("grid search (%s) on %d x %d training features, %d folds, %d jobs", svm["search"], *X.shape,
-             svm["folds"], threads)
+    log.info(
+        "grid search (%s) on %d x %d training features, %d folds, %d jobs",
+        svm["search"],
+        *X.shape,
+        svm["folds"],
+        threads,
+    )
     search = grid_search(X, y, svm, threads)
-    log.info("best %s = %.4f with %s (%.1f s)", svm["scoring"], search.best_score, search.best_params, search.seconds)
+    log.info(
+        "best %s = %.4f with %s (%.1f s)",
+        svm["scoring"],
+        search.best_score,
+        search.best_params,
+        search.seconds,
+    )
 
     refit_start = time.perf_counter()
     pipeline = make_pipeline(search.best_params, kernel_cache_mb(len(y), svm["max_cache_mb"]))
@@ -63,7 +79,10 @@ def run_svm(
         "search_seconds": search.seconds,
         "refit_seconds": refit_seconds,
         "wall_seconds": time.perf_counter() - start,
-        "features": {key: cache.attrs[key] for key in ("model_id", "weights", "pooling", "max_length", "embedding_dim")},
+        "features": {
+            key: cache.attrs[key]
+            for key in ("model_id", "weights", "pooling", "max_length", "embedding_dim")
+        },
     }
     write_json(out_metrics, result)
     return result
@@ -72,9 +91,18 @@ def run_svm(
 def main(argv: list[str] | None = None) -> None:
     from probelab.sentiment.workflow import expected_features, parse_command_line
 
-    args, s = parse_command_line(__doc__, argv, ["--features", "--out-dir"], demo_folder=False, threads=True)
-    run_svm(args.features, expected_features(s, args.model), s["svm"], args.out_dir / "metrics.json",
-            args.out_dir / "cv_results.csv", args.out_dir / "model.joblib", args.threads)
+    args, s = parse_command_line(
+        __doc__, argv, ["--features", "--out-dir"], demo_folder=False, threads=True
+    )
+    run_svm(
+        args.features,
+        expected_features(s, args.model),
+        s["svm"],
+        args.out_dir / "metrics.json",
+        args.out_dir / "cv_results.csv",
+        args.out_dir / "model.joblib",
+        args.threads,
+    )
 
 
 if "snakemake" in globals():
@@ -82,7 +110,14 @@ if "snakemake" in globals():
 
     setup_logging(snakemake.log[0])
     out = snakemake.output
-    run_svm(Path(snakemake.input.features), snakemake.params.expected, snakemake.params.svm, Path(out.metrics),
-            Path(out.cv_results), Path(out.model), snakemake.threads)
+    run_svm(
+        Path(snakemake.input.features),
+        snakemake.params.expected,
+        snakemake.params.svm,
+        Path(out.metrics),
+        Path(out.cv_results),
+        Path(out.model),
+        snakemake.threads,
+    )
 elif __name__ == "__main__":
     main()

@@ -1,6 +1,5 @@
 """Patient-disjoint train / val / test split of the cohort index -> split.parquet."""
 
-
 import argparse
 import logging
 from pathlib import Path
@@ -14,13 +13,19 @@ from probelab.splits import official_split, random_split
 log = logging.getLogger("split")
 
 
-def make_split(index_path: Path, out: Path, split: dict[str, Any], data: dict[str, Any]) -> pd.DataFrame:
+def make_split(
+    index_path: Path, out: Path, split: dict[str, Any], data: dict[str, Any]
+) -> pd.DataFrame:
     """Split by the config's `split` section (random fractions or the official lists)."""
     index = pd.read_parquet(index_path, columns=["image_id", "patient_id"])
     if split["method"] == "official":
         root = Path(data["root"])
         result = official_split(
-            index, root / data["train_val_list"], root / data["test_list"], split["val_fraction"], split["seed"]
+            index,
+            root / data["train_val_list"],
+            root / data["test_list"],
+            split["val_fraction"],
+            split["seed"],
         )
     else:
         result = random_split(index, split["fractions"], split["seed"])
@@ -48,6 +53,11 @@ if "snakemake" in globals():
     from probelab.logs import setup_logging
 
     setup_logging(snakemake.log[0])
-    make_split(Path(snakemake.input.index), Path(snakemake.output[0]), snakemake.params.split, snakemake.params.data)
+    make_split(
+        Path(snakemake.input.index),
+        Path(snakemake.output[0]),
+        snakemake.params.split,
+        snakemake.params.data,
+    )
 elif __name__ == "__main__":
     main()

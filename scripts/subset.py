@@ -1,6 +1,5 @@
 """Balanced training subsets: results/{cohort}/subsets/n{n}/seed{seed}.txt (algorithm: probelab.subsets)."""
 
-
 import argparse
 import logging
 from pathlib import Path
@@ -32,7 +31,13 @@ def write_subsets(
     ids = balanced_subset(train, pathologies, n, seed, no_finding_share)
     write_text(out, "\n".join(ids) + "\n")
     positives = train.set_index("image_id").loc[ids, pathologies].sum()
-    log.info("n=%s seed=%d: %d images; positives per pathology: %s", n, seed, len(ids), positives.to_dict())
+    log.info(
+        "n=%s seed=%d: %d images; positives per pathology: %s",
+        n,
+        seed,
+        len(ids),
+        positives.to_dict(),
+    )
     return ids
 
 
@@ -51,7 +56,15 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     config = load_config(args.config)
     n = args.n if args.n == "all" else int(args.n)
-    write_subsets(args.index, args.split, config["pathologies"], n, args.seed, args.out, config["subsets"]["no_finding_share"])
+    write_subsets(
+        args.index,
+        args.split,
+        config["pathologies"],
+        n,
+        args.seed,
+        args.out,
+        config["subsets"]["no_finding_share"],
+    )
 
 
 if "snakemake" in globals():

@@ -75,7 +75,11 @@ if "snakemake" in globals():
     inputs = snakemake.input
     write_summary(
         snakemake.params.config,
-        {key: Path(inputs[key]) for key in ("by_setting", "ci", "comparisons", "sentiment") if key in inputs.keys()},
+        {
+            key: Path(inputs[key])
+            for key in ("by_setting", "ci", "comparisons", "sentiment")
+            if key in inputs.keys()
+        },
         {key: Path(inputs[key]) for key in ("index_counts", "split", "index")},
         snakemake.params.figures,
         Path(snakemake.output[0]),

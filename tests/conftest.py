@@ -25,7 +25,9 @@ NIH_HEADER_2020 = (
 PATHOLOGIES = ["Cardiomegaly", "Effusion", "Nodule"]
 
 
-def write_nih_table(path: Path, rows: list[tuple[str, str, int, int, str]], *, v2017: bool = False) -> None:
+def write_nih_table(
+    path: Path, rows: list[tuple[str, str, int, int, str]], *, v2017: bool = False
+) -> None:
     """rows: (image id, finding labels, follow-up, patient id, view)."""
     lines = [NIH_HEADER_2020 + ("," if v2017 else "")]
     for image_id, labels, follow_up, patient, view in rows:
@@ -38,14 +40,31 @@ def write_nih_table(path: Path, rows: list[tuple[str, str, int, int, str]], *, v
     path.write_bytes((newline.join(lines) + newline).encode())
 
 
-def tiny_cohort(root: Path, n_patients: int = 12, per_patient: int = 3, missing: int = 4) -> list[tuple]:
+def tiny_cohort(
+    root: Path, n_patients: int = 12, per_patient: int = 3, missing: int = 4
+) -> list[tuple]:
     """A small NIH-layout cohort: label table + PNGs in images_00k/images, a few rows not on disk."""
     rng = np.random.default_rng(0)
-    labels_cycle = ["No Finding", "Cardiomegaly", "Effusion|Cardiomegaly", "Nodule", "No Finding", "Effusion"]
+    labels_cycle = [
+        "No Finding",
+        "Cardiomegaly",
+        "Effusion|Cardiomegaly",
+        "Nodule",
+        "No Finding",
+        "Effusion",
+    ]
     rows = []
     for p in range(1, n_patients + 1):
         for f in range(per_patient):
-            rows.append((f"{p:08d}_{f:03d}.png", labels_cycle[(p + f) % len(labels_cycle)], f, p, "PA" if f % 2 == 0 else "AP"))
+            rows.append(
+                (
+                    f"{p:08d}_{f:03d}.png",
+                    labels_cycle[(p + f) % len(labels_cycle)],
+                    f,
+                    p,
+                    "PA" if f % 2 == 0 else "AP",
+                )
+            )
     root.mkdir(parents=True, exist_ok=True)
     write_nih_table(root / "Data_Entry_2017_v2020.csv", rows)
     on_disk = rows[: len(rows) - missing]
@@ -56,14 +75,27 @@ def tiny_cohort(root: Path, n_patients: int = 12, per_patient: int = 3, missing:
     patients = sorted({r[3] for r in rows})
     test_patients = set(patients[: max(1, len(patients) // 4)])
     (root / "test_list.txt").write_text("".join(f"{r[0]}\n" for r in rows if r[3] in test_patients))
-    (root / "train_val_list.txt").write_text("".join(f"{r[0]}\n" for r in rows if r[3] not in test_patients))
+    (root / "train_val_list.txt").write_text(
+        "".join(f"{r[0]}\n" for r in rows if r[3] not in test_patients)
+    )
     return rows
 
 
-def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run the real workflow's Snakefile in `workdir`; output captured, never raising."""
     # Targets and flags first: --configfile takes several values and would swallow them.
-    command = [str(SNAKEMAKE), *args, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
+    command = [
+        str(SNAKEMAKE),
+        *args,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+    ]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}

@@ -22,10 +22,18 @@ from sklearn.metrics import (
 PATHOLOGIES = ["Atelectasis", "Effusion", "Hernia"]
 MODELS = ["baseline_mlp", "two_branch_concat", "linear_probe"]
 EPOCH_MODELS = {"baseline_mlp", "two_branch_concat", "weighted_sum"}
-SKILL = {"baseline_mlp": 1.0, "two_branch_concat": 1.3, "weighted_sum": 1.2, "linear_probe": 0.8, "zero_shot": 0.4}
+SKILL = {
+    "baseline_mlp": 1.0,
+    "two_branch_concat": 1.3,
+    "weighted_sum": 1.2,
+    "linear_probe": 0.8,
+    "zero_shot": 0.4,
+}
 
 
-def write_cohort(results: Path, n_patients: int = 60, images_per_patient: int = 3, seed: int = 0) -> pd.DataFrame:
+def write_cohort(
+    results: Path, n_patients: int = 60, images_per_patient: int = 3, seed: int = 0
+) -> pd.DataFrame:
     """index.parquet, index_counts.json and split.parquet under `results` (= results/{cohort})."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -66,29 +74,101 @@ def _scores(truth: np.ndarray, skill: float, rng: np.random.Generator) -> np.nda
     return np.round(1 / (1 + np.exp(-logits)), 4)
 
 
-def _metric_rows(split: str, probs: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -> list[dict]:
+def _metric_rows(
+    split: str, probs: np.ndarray, truth: np.ndarray, thresholds: np.ndarray
+) -> list[dict]:
     rows = []
     for p, name in enumerate(PATHOLOGIES):
         defined = 0 < truth[:, p].sum() < len(truth)
-        for metric, function in (("auroc", roc_auc_score), ("average_precision", average_precision_score)):
+        for metric, function in (
+            ("auroc", roc_auc_score),
+            ("average_precision", average_precision_score),
+        ):
             value = float(function(truth[:, p], probs[:, p])) if defined else None
             for policy in ("t0.5", "tuned"):
-                rows.append({"split": split, "policy": policy, "metric": metric, "pathology": name, "value": value})
-    for metric, function in (("auroc", roc_auc_score), ("average_precision", average_precision_score)):
-        values = [function(truth[:, p], probs[:, p]) for p in range(truth.shape[1]) if 0 < truth[:, p].sum() < len(truth)]
+                rows.append(
+                    {
+                        "split": split,
+                        "policy": policy,
+                        "metric": metric,
+                        "pathology": name,
+                        "value": value,
+                    }
+                )
+    for metric, function in (
+        ("auroc", roc_auc_score),
+        ("average_precision", average_precision_score),
+    ):
+        values = [
+            function(truth[:, p], probs[:, p])
+            for p in range(truth.shape[1])
+            if 0 < truth[:, p].sum() < len(truth)
+        ]
         for policy in ("t0.5", "tuned"):
-            rows.append({"split": split, "policy": policy, "metric": metric, "pathology": "macro", "value": float(np.mean(values))})
-    policies = {"t0.5": probs >= 0.5, "tuned": probs >= thresholds, "all_negative": np.zeros_like(truth)}
+            rows.append(
+                {
+                    "split": split,
+                    "policy": policy,
+                    "metric": metric,
+                    "pathology": "macro",
+                    "value": float(np.mean(values)),
+                }
+            )
+    policies = {
+        "t0.5": probs >= 0.5,
+        "tuned": probs >= thresholds,
+        "all_negative": np.zeros_like(truth),
+    }
     for policy, predicted in policies.items():
-        rows.append({"split": split, "policy": policy, "metric": "exact_match", "pathology": "macro", "value": float(accuracy_score(truth, predicted))})
-        rows.append({"split": split, "policy": policy, "metric": "hamming_loss", "pathology": "macro", "value": float(hamming_loss(truth, predicted))})
+        rows.append(
+            {
+                "split": split,
+                "policy": policy,
+                "metric": "exact_match",
+                "pathology": "macro",
+                "value": float(accuracy_score(truth, predicted)),
+            }
+        )
+        rows.append(
+            {
+                "split": split,
+                "policy": policy,
+                "metric": "hamming_loss",
+                "pathology": "macro",
+                "value": float(hamming_loss(truth, predicted)),
+            }
+        )
         per_class = precision_recall_fscore_support(truth, predicted, average=None, zero_division=0)
         micro = precision_recall_fscore_support(truth, predicted, average="micro", zero_division=0)
         for i, metric in enumerate(("precision", "recall", "f1")):
-            rows.append({"split": split, "policy": policy, "metric": metric, "pathology": "macro", "value": float(per_class[i].mean())})
-            rows.append({"split": split, "policy": policy, "metric": metric, "pathology": "micro", "value": float(micro[i])})
+            rows.append(
+                {
+                    "split": split,
+                    "policy": policy,
+                    "metric": metric,
+                    "pathology": "macro",
+                    "value": float(per_class[i].mean()),
+                }
+            )
+            rows.append(
+                {
+                    "split": split,
+                    "policy": policy,
+                    "metric": metric,
+                    "pathology": "micro",
+                    "value": float(micro[i]),
+                }
+            )
             for p, name in enumerate(PATHOLOGIES):
-                rows.append({"split": split, "policy": policy, "metric": metric, "pathology": name, "value": float(per_class[i][p])})
+                rows.append(
+                    {
+                        "split": split,
+                        "policy": policy,
+                        "metric": metric,
+                        "pathology": name,
+                        "value": float(per_class[i][p]),
+                    }
+                )
     return rows
 
 
@@ -125,18 +205,35 @@ def write_runs(
                         predictions.to_parquet(folder / f"predictions_{split}.parquet", index=False)
                         rows += _metric_rows(split, probs, truth, thresholds)
                     run = {
-                        "cohort": "demo", "encoder": encoder, "model": model, "n": size if size == "all" else int(size),
-                        "seed": seed, "n_train": n_train, "n_val": int((cohort["split"] == "val").sum()),
-                        "n_test": int((cohort["split"] == "test").sum()), "epochs_run": 0, "best_epoch": 0,
-                        "train_seconds": 0.1, "hyperparameters": {},
+                        "cohort": "demo",
+                        "encoder": encoder,
+                        "model": model,
+                        "n": size if size == "all" else int(size),
+                        "seed": seed,
+                        "n_train": n_train,
+                        "n_val": int((cohort["split"] == "val").sum()),
+                        "n_test": int((cohort["split"] == "test").sum()),
+                        "epochs_run": 0,
+                        "best_epoch": 0,
+                        "train_seconds": 0.1,
+                        "hyperparameters": {},
                     }
-                    metrics = {"run": run, "thresholds": dict(zip(PATHOLOGIES, thresholds.tolist())), "metrics": rows}
+                    metrics = {
+                        "run": run,
+                        "thresholds": dict(zip(PATHOLOGIES, thresholds.tolist(), strict=True)),
+                        "metrics": rows,
+                    }
                     (folder / "metrics.json").write_text(json.dumps(metrics))
                     history = pd.DataFrame(columns=["epoch", "train_loss", "val_loss", "lr"])
                     if model in EPOCH_MODELS:
                         epochs = np.arange(1, 9)
                         history = pd.DataFrame(
-                            {"epoch": epochs, "train_loss": 0.7 / epochs ** 0.5, "val_loss": 0.6 / epochs ** 0.3 + 0.01 * epochs, "lr": 1e-3 * 0.9 ** epochs}
+                            {
+                                "epoch": epochs,
+                                "train_loss": 0.7 / epochs**0.5,
+                                "val_loss": 0.6 / epochs**0.3 + 0.01 * epochs,
+                                "lr": 1e-3 * 0.9**epochs,
+                            }
                         )
                     history.to_csv(folder / "history.csv", index=False)
                     folders.append(folder)
@@ -150,10 +247,16 @@ def write_sentiment(root: Path, dataset: str = "demo_reviews", model: str = "min
         path = root / dataset / method / model / "metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         metrics = [
-            {"split": split, "metric": metric, "value": round(base + 0.01 * i - 0.02 * (split == "test"), 3)}
+            {
+                "split": split,
+                "metric": metric,
+                "value": round(base + 0.01 * i - 0.02 * (split == "test"), 3),
+            }
             for split in ("validation", "test")
             for i, metric in enumerate(("accuracy", "precision", "recall", "f1"))
         ]
-        path.write_text(json.dumps({"method": method, "model": model, "dataset": dataset, "metrics": metrics}))
+        path.write_text(
+            json.dumps({"method": method, "model": model, "dataset": dataset, "metrics": metrics})
+        )
         files.append(path)
     return files

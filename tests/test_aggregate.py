@@ -26,7 +26,12 @@ from probelab.report.aggregate import (
     size_order,
     summarise_by_setting,
 )
-from probelab.report.settings import check_report_config, figure_names, summary_config, summary_figures
+from probelab.report.settings import (
+    check_report_config,
+    figure_names,
+    summary_config,
+    summary_figures,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,9 +49,21 @@ def test_metrics_table_has_one_row_per_run_split_policy_metric_pathology(runs):
     expected_rows = sum(len(json.loads((f / "metrics.json").read_text())["metrics"]) for f in runs)
     assert len(table) == expected_rows
     assert list(table.columns) == [
-        "cohort", "encoder", "model", "n", "n_train", "seed", "split", "policy", "metric", "pathology", "value",
+        "cohort",
+        "encoder",
+        "model",
+        "n",
+        "n_train",
+        "seed",
+        "split",
+        "policy",
+        "metric",
+        "pathology",
+        "value",
     ]
-    assert not table.duplicated(["encoder", "model", "n", "seed", "split", "policy", "metric", "pathology"]).any()
+    assert not table.duplicated(
+        ["encoder", "model", "n", "seed", "split", "policy", "metric", "pathology"]
+    ).any()
     assert set(table["n"]) == {"10", "all"}
     # "all" carries its real number of training images (the train split of the fixture cohort)
     assert set(table.loc[table["n"] == "all", "n_train"]) == {72}
@@ -56,7 +73,15 @@ def test_metrics_table_has_one_row_per_run_split_policy_metric_pathology(runs):
 def test_summary_by_setting_is_mean_std_and_count_over_seeds(runs):
     table = metrics_table(read_runs(runs), "demo")
     summary = summarise_by_setting(table)
-    key = dict(encoder="enc_a", model="baseline_mlp", n="all", split="test", policy="tuned", metric="f1", pathology="macro")
+    key = dict(
+        encoder="enc_a",
+        model="baseline_mlp",
+        n="all",
+        split="test",
+        policy="tuned",
+        metric="f1",
+        pathology="macro",
+    )
     values = table.loc[np.logical_and.reduce([table[k] == v for k, v in key.items()]), "value"]
     row = summary.loc[np.logical_and.reduce([summary[k] == v for k, v in key.items()])].iloc[0]
     assert len(values) == 3
@@ -77,22 +102,47 @@ def test_undefined_values_stay_undefined_and_are_not_counted(tmp_path, runs):
     hernia = table[(table["metric"] == "auroc") & (table["pathology"] == "Hernia")]
     assert hernia["value"].isna().all()
     summary = summarise_by_setting(table)
-    assert (summary.loc[(summary["metric"] == "auroc") & (summary["pathology"] == "Hernia"), "n_seeds"] == 0).all()
+    assert (
+        summary.loc[(summary["metric"] == "auroc") & (summary["pathology"] == "Hernia"), "n_seeds"]
+        == 0
+    ).all()
 
 
 def test_history_table_holds_the_runs_with_epochs(runs):
     history = history_table(read_runs(runs))
-    assert set(history["model"]) == EPOCH_MODELS & {"baseline_mlp", "two_branch_concat", "linear_probe"}
-    assert list(history.columns) == ["encoder", "model", "n", "n_train", "seed", "epoch", "train_loss", "val_loss", "lr"]
-    assert len(history) == 2 * 2 * 3 * 8  # two epoch models x two sizes x three seeds x eight epochs
+    assert set(history["model"]) == EPOCH_MODELS & {
+        "baseline_mlp",
+        "two_branch_concat",
+        "linear_probe",
+    }
+    assert list(history.columns) == [
+        "encoder",
+        "model",
+        "n",
+        "n_train",
+        "seed",
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "lr",
+    ]
+    assert (
+        len(history) == 2 * 2 * 3 * 8
+    )  # two epoch models x two sizes x three seeds x eight epochs
 
 
 def test_aggregate_step_writes_the_three_tables(runs, tmp_path):
     import aggregate as step
 
     out = tmp_path / "report"
-    step.aggregate(runs, "demo", out / "metrics.csv", out / "summary_by_setting.csv", out / "history.csv")
-    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "metrics.csv", "summary_by_setting.csv"]
+    step.aggregate(
+        runs, "demo", out / "metrics.csv", out / "summary_by_setting.csv", out / "history.csv"
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "history.csv",
+        "metrics.csv",
+        "summary_by_setting.csv",
+    ]
     metrics = read_table(out / "metrics.csv")
     assert set(metrics["n"]) == {"10", "all"}  # sizes read back as strings, not numbers
     assert len(read_table(out / "summary_by_setting.csv")) > 0
@@ -113,7 +163,10 @@ def test_size_order_puts_all_last():
     "content, message",
     [
         ("{not json", r"metrics.json is not valid JSON"),
-        ('{"run": {"encoder": "e", "model": "m", "n": 5, "seed": 0}, "metrics": []}', r"the 'run' block lacks n_train"),
+        (
+            '{"run": {"encoder": "e", "model": "m", "n": 5, "seed": 0}, "metrics": []}',
+            r"the 'run' block lacks n_train",
+        ),
         ('{"metrics": []}', r"must be an object with keys 'run' and 'metrics'"),
         (
             '{"run": {"encoder": "e", "model": "m", "n": 5, "seed": 0, "n_train": 5}, '
@@ -143,7 +196,9 @@ def test_missing_metrics_json_and_history_are_named(tmp_path, runs):
     with pytest.raises(RunFolderError, match="history.csv is missing"):
         history_table([read_run(folder)])
     (folder / "history.csv").write_text("epoch,loss\n1,0.5\n")
-    with pytest.raises(RunFolderError, match=r"history.csv lacks the column\(s\) lr, train_loss, val_loss"):
+    with pytest.raises(
+        RunFolderError, match=r"history.csv lacks the column\(s\) lr, train_loss, val_loss"
+    ):
         history_table([read_run(folder)])
 
 
@@ -159,9 +214,13 @@ def test_a_failed_write_leaves_no_table_behind(runs, tmp_path, monkeypatch):
     import aggregate as step
 
     out = tmp_path / "report"
-    monkeypatch.setattr(pd.DataFrame, "to_csv", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(
+        pd.DataFrame, "to_csv", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full"))
+    )
     with pytest.raises(OSError):
-        step.aggregate(runs, "demo", out / "metrics.csv", out / "summary_by_setting.csv", out / "history.csv")
+        step.aggregate(
+            runs, "demo", out / "metrics.csv", out / "summary_by_setting.csv", out / "history.csv"
+        )
     assert list(out.iterdir()) == []
 
 
@@ -183,7 +242,10 @@ def test_report_config_defaults_are_filled_in():
 @pytest.mark.parametrize(
     "report, message",
     [
-        ({"bootstrap": {"resamples": 5}}, r"report.bootstrap.resamples' is invalid: 5 is less than the minimum of 50"),
+        (
+            {"bootstrap": {"resamples": 5}},
+            r"report.bootstrap.resamples' is invalid: 5 is less than the minimum of 50",
+        ),
         ({"figures": {"formats": ["gif"]}}, r"report.figures.formats\[0\]' is invalid"),
         ({"figures": {"heatmap_size": "biggest"}}, r"report.figures.heatmap_size' is invalid"),
         ({"policy": "best"}, r"report.policy' is invalid"),
@@ -197,7 +259,10 @@ def test_bad_report_config_is_one_sentence(report, message):
 
 def test_plotted_metrics_must_be_bootstrapped():
     config = validate_config(_config(bootstrap={"metrics": ["auroc"]}))
-    with pytest.raises(ConfigError, match=r"report.figures.learning_curve_metrics' is invalid: f1, exact_match, hamming_loss must also be listed"):
+    with pytest.raises(
+        ConfigError,
+        match=r"report.figures.learning_curve_metrics' is invalid: f1, exact_match, hamming_loss must also be listed",
+    ):
         check_report_config(config)
 
 
@@ -205,7 +270,9 @@ def test_summary_config_leaves_out_only_the_figure_settings():
     config = validate_config(_config())
     reduced = summary_config(config)
     assert "figures" not in reduced["report"] and "figures" in config["report"]
-    assert {k: v for k, v in reduced.items() if k != "report"} == {k: v for k, v in config.items() if k != "report"}
+    assert {k: v for k, v in reduced.items() if k != "report"} == {
+        k: v for k, v in config.items() if k != "report"
+    }
     assert summary_figures(config)[0] == "learning_curves.png"
     sentiment_on = {**config, "sentiment": {"enabled": True}}
     assert figure_names(sentiment_on)[-1] == "sentiment_comparison"
@@ -214,12 +281,19 @@ def test_summary_config_leaves_out_only_the_figure_settings():
 def test_summary_md_from_hand_made_runs(runs, tmp_path):
     import summary as step
 
-    from probelab.report.intervals import BootstrapSettings, bootstrap_tables
     from probelab.report.aggregate import write_table
+    from probelab.report.intervals import BootstrapSettings, bootstrap_tables
 
     results = runs[0].parents[4]
     folders = read_runs(runs)
-    settings = BootstrapSettings(50, 0, 0.95, ("auroc", "f1", "exact_match", "hamming_loss"), "baseline_mlp", ("two_branch_concat",))
+    settings = BootstrapSettings(
+        50,
+        0,
+        0.95,
+        ("auroc", "f1", "exact_match", "hamming_loss"),
+        "baseline_mlp",
+        ("two_branch_concat",),
+    )
     ci, comparisons = bootstrap_tables(folders, results / "split.parquet", PATHOLOGIES, settings)
     tables = {name: tmp_path / f"{name}.csv" for name in ("by_setting", "ci", "comparisons")}
     write_table(tables["by_setting"], summarise_by_setting(metrics_table(folders, "demo")))
@@ -227,22 +301,40 @@ def test_summary_md_from_hand_made_runs(runs, tmp_path):
     write_table(tables["comparisons"], comparisons)
     config = validate_config(_config())
     config["pathologies"] = PATHOLOGIES
-    config["encoders"] = {"enc_a": {"backend": "transformers", "model": "StanfordAIMI/XraySigLIP__vit-b-16-siglip-512__webli"}}
-    cohort = {"index_counts": results / "index_counts.json", "split": results / "split.parquet", "index": results / "index.parquet"}
-    text = step.write_summary(summary_config(config), tables, cohort, ["learning_curves.png"], tmp_path / "summary.md")
+    config["encoders"] = {
+        "enc_a": {
+            "backend": "transformers",
+            "model": "StanfordAIMI/XraySigLIP__vit-b-16-siglip-512__webli",
+        }
+    }
+    cohort = {
+        "index_counts": results / "index_counts.json",
+        "split": results / "split.parquet",
+        "index": results / "index.parquet",
+    }
+    text = step.write_summary(
+        summary_config(config), tables, cohort, ["learning_curves.png"], tmp_path / "summary.md"
+    )
     assert (tmp_path / "summary.md").read_text() == text
     assert "## Headline: test metrics at all (72) training images" in text
-    assert re.search(r"\| enc_a \| two_branch_concat \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", text)
+    assert re.search(
+        r"\| enc_a \| two_branch_concat \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", text
+    )
     assert "| all-negative baseline |" in text
     assert "| enc_a | all (72) | two_branch_concat | " in text  # a paired comparison row
     assert "![Learning curves (test metrics vs training-set size)](learning_curves.png)" in text
-    assert "| present on disk (indexed) | 180 |" in text and "| listed but missing on disk | 7 |" in text
+    assert (
+        "| present on disk (indexed) | 180 |" in text
+        and "| listed but missing on disk | 7 |" in text
+    )
     assert "| test | 72 | 24 |" in text  # images and patients of the test split
     assert "Possible overlap with NIH in pretraining.** enc_a" in text and "Label noise" in text
     assert f"Config hash `{config_hash(summary_config(config))}`" in text
     assert re.search(r"\| pandas \| \d+\.\d+", text)
 
     config["report"]["headline_size"] = 999
-    with pytest.raises(ValueError, match=r"'report.headline_size' is 999, but only sizes 10, all were run"):
+    with pytest.raises(
+        ValueError, match=r"'report.headline_size' is 999, but only sizes 10, all were run"
+    ):
         step.write_summary(summary_config(config), tables, cohort, [], tmp_path / "other.md")
     assert not (tmp_path / "other.md").exists()

@@ -4,7 +4,6 @@ patient-level and seeded, the intervals cover a known value, and comparisons are
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,13 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from probelab.report.aggregate import RunFolderError, read_runs, read_table, summarise_by_setting, metrics_table
+from probelab.report.aggregate import (
+    RunFolderError,
+    metrics_table,
+    read_runs,
+    read_table,
+    summarise_by_setting,
+)
 from probelab.report.bootstrap import (
     BOOTSTRAP_METRICS,
     PatientResampler,
@@ -32,8 +37,12 @@ from probelab.report.bootstrap import (
 from probelab.report.intervals import BootstrapSettings, bootstrap_tables
 
 SETTINGS = BootstrapSettings(
-    resamples=200, seed=3, confidence=0.95, metrics=BOOTSTRAP_METRICS,
-    reference="baseline_mlp", compared=("two_branch_concat", "linear_probe"),
+    resamples=200,
+    seed=3,
+    confidence=0.95,
+    metrics=BOOTSTRAP_METRICS,
+    reference="baseline_mlp",
+    compared=("two_branch_concat", "linear_probe"),
 )
 
 
@@ -51,7 +60,9 @@ def test_weighted_metrics_equal_sklearn_on_the_expanded_resample():
         predicted = p >= thresholds
         expected = {
             "auroc": np.mean([roc_auc_score(t[:, j], p[:, j]) for j in range(3)]),
-            "average_precision": np.mean([average_precision_score(t[:, j], p[:, j]) for j in range(3)]),
+            "average_precision": np.mean(
+                [average_precision_score(t[:, j], p[:, j]) for j in range(3)]
+            ),
             "precision": precision_score(t, predicted, average="macro", zero_division=0),
             "recall": recall_score(t, predicted, average="macro", zero_division=0),
             "f1": f1_score(t, predicted, average="macro", zero_division=0),
@@ -76,8 +87,12 @@ def test_resamples_draw_patients_not_images():
     weights = np.concatenate(list(resampler.blocks(np.arange(len(patients)))))
     assert weights.shape == (50, 120)
     per_patient = weights.reshape(50, 30, 4)
-    assert (per_patient == per_patient[:, :, :1]).all(), "images of one patient must be drawn together"
-    assert (per_patient[:, :, 0].sum(axis=1) == 30).all(), "each resample draws as many patients as there are"
+    assert (per_patient == per_patient[:, :, :1]).all(), (
+        "images of one patient must be drawn together"
+    )
+    assert (per_patient[:, :, 0].sum(axis=1) == 30).all(), (
+        "each resample draws as many patients as there are"
+    )
     assert (weights == 0).any() and (weights >= 2).any()
 
 
@@ -113,7 +128,12 @@ def test_patient_bootstrap_covers_the_true_auroc_and_image_bootstrap_does_not():
         scores, labels, patients = _clustered_sample(rng, n_patients=60, per_patient=5, shift=shift)
         for unit, ids in (("patient", patients), ("image", np.arange(labels.size))):
             resampler = PatientResampler(ids.astype(str), n_resamples=300, seed=rep)
-            values = np.concatenate([weighted_auroc(scores, labels, w) for w in resampler.blocks(np.arange(labels.size))])
+            values = np.concatenate(
+                [
+                    weighted_auroc(scores, labels, w)
+                    for w in resampler.blocks(np.arange(labels.size))
+                ]
+            )
             low, high = percentile_interval(values, 0.95)
             covered[unit] += low <= true_auroc <= high
     patient_coverage = covered["patient"] / repetitions
@@ -147,19 +167,35 @@ def test_estimates_are_the_seed_means_of_the_runs_metrics(cohort_runs):
 
 def test_comparisons_are_paired_differences_for_every_encoder_and_size(cohort_runs):
     results, folders = cohort_runs
-    ci, comparisons = bootstrap_tables(read_runs(folders), results / "split.parquet", PATHOLOGIES, SETTINGS)
-    keys = set(zip(comparisons["encoder"], comparisons["n"], comparisons["model"]))
-    assert keys == {(e, n, m) for e in ("enc_a", "enc_b") for n in ("10", "all") for m in ("two_branch_concat", "linear_probe")}
+    ci, comparisons = bootstrap_tables(
+        read_runs(folders), results / "split.parquet", PATHOLOGIES, SETTINGS
+    )
+    keys = set(zip(comparisons["encoder"], comparisons["n"], comparisons["model"], strict=True))
+    assert keys == {
+        (e, n, m)
+        for e in ("enc_a", "enc_b")
+        for n in ("10", "all")
+        for m in ("two_branch_concat", "linear_probe")
+    }
     assert (comparisons["reference"] == "baseline_mlp").all()
     np.testing.assert_allclose(
-        comparisons["difference"], comparisons["model_value"] - comparisons["reference_value"], atol=1e-12
+        comparisons["difference"],
+        comparisons["model_value"] - comparisons["reference_value"],
+        atol=1e-12,
     )
     assert not comparisons.loc[comparisons["metric"] == "hamming_loss", "higher_is_better"].any()
     # pairing: the interval of a difference is narrower than the two settings' intervals side by side
-    row = comparisons[(comparisons["metric"] == "auroc") & (comparisons["policy"] == "tuned")].iloc[0]
+    row = comparisons[(comparisons["metric"] == "auroc") & (comparisons["policy"] == "tuned")].iloc[
+        0
+    ]
     width = row["ci_high"] - row["ci_low"]
-    sides = ci[(ci["encoder"] == row["encoder"]) & (ci["n"] == row["n"]) & (ci["metric"] == "auroc") & (ci["policy"] == "tuned")]
-    widths = (sides.set_index("model")["ci_high"] - sides.set_index("model")["ci_low"])
+    sides = ci[
+        (ci["encoder"] == row["encoder"])
+        & (ci["n"] == row["n"])
+        & (ci["metric"] == "auroc")
+        & (ci["policy"] == "tuned")
+    ]
+    widths = sides.set_index("model")["ci_high"] - sides.set_index("model")["ci_low"]
     assert width < widths[row["model"]] + widths["baseline_mlp"]
 
 
@@ -171,11 +207,29 @@ def test_bootstrap_is_deterministic(cohort_runs, tmp_path):
     compared = {"reference": "baseline_mlp", "models": ["two_branch_concat"]}
     outputs = []
     for name in ("a", "b"):
-        step.bootstrap(folders, results / "split.parquet", PATHOLOGIES, report, compared, tmp_path / f"{name}_ci.csv", tmp_path / f"{name}_cmp.csv")
-        outputs.append(((tmp_path / f"{name}_ci.csv").read_bytes(), (tmp_path / f"{name}_cmp.csv").read_bytes()))
+        step.bootstrap(
+            folders,
+            results / "split.parquet",
+            PATHOLOGIES,
+            report,
+            compared,
+            tmp_path / f"{name}_ci.csv",
+            tmp_path / f"{name}_cmp.csv",
+        )
+        outputs.append(
+            (
+                (tmp_path / f"{name}_ci.csv").read_bytes(),
+                (tmp_path / f"{name}_cmp.csv").read_bytes(),
+            )
+        )
     assert outputs[0] == outputs[1]
     assert set(read_table(tmp_path / "a_ci.csv")["metric"]) == {"auroc", "f1"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_ci.csv", "a_cmp.csv", "b_ci.csv", "b_cmp.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a_ci.csv",
+        "a_cmp.csv",
+        "b_ci.csv",
+        "b_cmp.csv",
+    ]
 
 
 def test_predictions_of_an_image_outside_the_test_split_are_refused(cohort_runs, tmp_path):
@@ -187,7 +241,10 @@ def test_predictions_of_an_image_outside_the_test_split_are_refused(cohort_runs,
     predictions = pd.read_parquet(runs[0].folder / "predictions_test.parquet")
     predictions.loc[0, "image_id"] = "99999_000.png"
     predictions.to_parquet(bad / "predictions_test.parquet")
-    with pytest.raises(RunFolderError, match=r"predictions_test.parquet has image '99999_000.png', which is not in the test split"):
+    with pytest.raises(
+        RunFolderError,
+        match=r"predictions_test.parquet has image '99999_000.png', which is not in the test split",
+    ):
         bootstrap_tables(read_runs([bad]), results / "split.parquet", PATHOLOGIES, SETTINGS)
 
 
@@ -198,7 +255,9 @@ def test_a_missing_tuned_threshold_is_named(cohort_runs, tmp_path):
     metrics = json.loads((folders[0] / "metrics.json").read_text())
     del metrics["thresholds"]["Effusion"]
     (bad / "metrics.json").write_text(json.dumps(metrics))
-    (bad / "predictions_test.parquet").write_bytes((folders[0] / "predictions_test.parquet").read_bytes())
+    (bad / "predictions_test.parquet").write_bytes(
+        (folders[0] / "predictions_test.parquet").read_bytes()
+    )
     with pytest.raises(RunFolderError, match="has no tuned threshold for Effusion"):
         bootstrap_tables(read_runs([bad]), results / "split.parquet", PATHOLOGIES, SETTINGS)
 
@@ -210,7 +269,9 @@ def test_missing_predictions_and_missing_columns_are_named(cohort_runs, tmp_path
     (bad / "metrics.json").write_text((folders[0] / "metrics.json").read_text())
     with pytest.raises(RunFolderError, match="predictions_test.parquet is missing"):
         bootstrap_tables(read_runs([bad]), results / "split.parquet", PATHOLOGIES, SETTINGS)
-    pd.read_parquet(folders[0] / "predictions_test.parquet").drop(columns="prob_Hernia").to_parquet(bad / "predictions_test.parquet")
+    pd.read_parquet(folders[0] / "predictions_test.parquet").drop(columns="prob_Hernia").to_parquet(
+        bad / "predictions_test.parquet"
+    )
     with pytest.raises(RunFolderError, match="lacks the column.*prob_Hernia"):
         bootstrap_tables(read_runs([bad]), results / "split.parquet", PATHOLOGIES, SETTINGS)
 

@@ -59,8 +59,13 @@ def test_atomic_h5_appears_only_on_success(tmp_path):
 
 
 def test_check_attrs_names_file_attribute_and_values():
-    check_attrs("f.h5", {"encoder": "a", "dim": np.int64(4)}, {"encoder": "a", "dim": 4, "other": None})
-    with pytest.raises(CacheMismatchError, match=r"cache f\.h5 does not match: attribute 'encoder' is 'a', expected 'b'"):
+    check_attrs(
+        "f.h5", {"encoder": "a", "dim": np.int64(4)}, {"encoder": "a", "dim": 4, "other": None}
+    )
+    with pytest.raises(
+        CacheMismatchError,
+        match=r"cache f\.h5 does not match: attribute 'encoder' is 'a', expected 'b'",
+    ):
         check_attrs("f.h5", {"encoder": "a"}, {"encoder": "b"})
     with pytest.raises(CacheMismatchError, match=r"cache f\.h5 has no attribute 'index_hash'"):
         check_attrs("f.h5", {"encoder": "a"}, {"index_hash": "abc"})
@@ -68,8 +73,10 @@ def test_check_attrs_names_file_attribute_and_values():
 
 def test_image_cache_round_trip(tmp_path):
     ids, features, failed = _write_cache(tmp_path / "enc.h5")
-    cache = read_image_cache(tmp_path / "enc.h5", encoder="enc", index_hash="0123456789abcdef", dim=4)
-    assert cache.image_ids.tolist() == [i for i, bad in zip(ids, failed) if not bad]
+    cache = read_image_cache(
+        tmp_path / "enc.h5", encoder="enc", index_hash="0123456789abcdef", dim=4
+    )
+    assert cache.image_ids.tolist() == [i for i, bad in zip(ids, failed, strict=True) if not bad]
     assert np.array_equal(cache.features, features[~failed])
     assert cache.features.dtype == np.float32
     assert cache.failed_ids == ["img003.png"]
@@ -91,11 +98,17 @@ def test_float16_storage_reads_back_as_float32(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "attribute"),
-    [({"encoder": "other"}, "encoder"), ({"index_hash": "ffffffffffffffff"}, "index_hash"), ({"dim": 8}, "embedding_dim")],
+    [
+        ({"encoder": "other"}, "encoder"),
+        ({"index_hash": "ffffffffffffffff"}, "index_hash"),
+        ({"dim": 8}, "embedding_dim"),
+    ],
 )
 def test_mismatched_image_cache_is_refused(tmp_path, kwargs, attribute):
     _write_cache(tmp_path / "enc.h5")
-    with pytest.raises(CacheMismatchError, match=rf"enc\.h5 does not match: attribute '{attribute}'"):
+    with pytest.raises(
+        CacheMismatchError, match=rf"enc\.h5 does not match: attribute '{attribute}'"
+    ):
         read_image_cache(tmp_path / "enc.h5", **kwargs)
 
 
@@ -141,7 +154,9 @@ def test_partial_run_with_other_provenance_is_discarded(tmp_path):
     first = ResumableImageCache(tmp_path / "enc.h5", ATTRS, 8, 4, 4, "float32")
     first.resume_row()
     first.write_chunk(0, _features(4, 4), np.zeros(4, dtype=bool))
-    other = ResumableImageCache(tmp_path / "enc.h5", {**ATTRS, "index_hash": "fedcba9876543210"}, 8, 4, 4, "float32")
+    other = ResumableImageCache(
+        tmp_path / "enc.h5", {**ATTRS, "index_hash": "fedcba9876543210"}, 8, 4, 4, "float32"
+    )
     assert other.resume_row() == 0
     assert not any(other.partial.glob("chunk_*"))
 
@@ -180,7 +195,9 @@ def _write_prompts(path, pathologies=("Effusion", "Pleural_Thickening"), bias=fl
 
 def test_prompt_cache_round_trip(tmp_path):
     per_template, per_pathology = _write_prompts(tmp_path / "p.h5", bias=-10.0)
-    cache = read_prompt_cache(tmp_path / "p.h5", encoder="enc", pathologies=["Effusion", "Pleural_Thickening"], dim=4)
+    cache = read_prompt_cache(
+        tmp_path / "p.h5", encoder="enc", pathologies=["Effusion", "Pleural_Thickening"], dim=4
+    )
     assert cache.pathologies == ["Effusion", "Pleural_Thickening"]
     assert cache.templates == ["a {pathology}", "b {pathology}", "c {pathology}"]
     assert cache.prompts.shape == (2, 3)

@@ -8,14 +8,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import NIH_SAMPLE, PATHOLOGIES, tiny_cohort, write_nih_table
 from PIL import Image
 
-from conftest import NIH_SAMPLE, PATHOLOGIES, tiny_cohort, write_nih_table
 from probelab.cohort import CohortError, CsvColumns, build_index, index_hash, parse_age
 
 NIH14 = [
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
 ]
 
 
@@ -42,7 +54,9 @@ def test_2017_format_crlf_trailing_comma_and_age_suffix(tmp_path):
     assert old["age"].between(40, 70).all()
 
 
-@pytest.mark.parametrize("text, years", [("058Y", 58.0), ("58", 58.0), ("006M", 0.5), ("", float("nan"))])
+@pytest.mark.parametrize(
+    "text, years", [("058Y", 58.0), ("58", 58.0), ("006M", 0.5), ("", float("nan"))]
+)
 def test_parse_age(text, years):
     assert parse_age(text) == pytest.approx(years, nan_ok=True)
 
@@ -84,15 +98,21 @@ def _csv_cohort(root: Path, mode: str) -> CsvColumns:
             table[p] = table["findings"].str.contains(p).astype(int)
         table = table.drop(columns="findings")
     table.to_csv(root / "labels.csv", index=False)
-    return CsvColumns(path_column="file", patient_column="subject", label_mode=mode, label_column="findings")
+    return CsvColumns(
+        path_column="file", patient_column="subject", label_mode=mode, label_column="findings"
+    )
 
 
 @pytest.mark.parametrize("mode", ["pipe", "columns"])
 def test_generic_csv_both_label_modes(tmp_path, mode):
     columns = _csv_cohort(tmp_path, mode)
-    index, counts = build_index(tmp_path, PATHOLOGIES, fmt="csv", label_table="labels.csv", csv_columns=columns)
+    index, counts = build_index(
+        tmp_path, PATHOLOGIES, fmt="csv", label_table="labels.csv", csv_columns=columns
+    )
     assert counts.listed == 7 and counts.present == 6
-    assert index.set_index("image_id").loc["x1.png", ["Cardiomegaly", "Effusion", "Nodule"]].tolist() == [0, 1, 1]
+    assert index.set_index("image_id").loc[
+        "x1.png", ["Cardiomegaly", "Effusion", "Nodule"]
+    ].tolist() == [0, 1, 1]
     assert index["patient_id"].tolist()[:2] == ["p0", "p0"]
 
 
@@ -101,7 +121,9 @@ def test_csv_column_mode_rejects_non_binary(tmp_path):
     table = pd.read_csv(tmp_path / "labels.csv")
     table.loc[2, "Nodule"] = 2
     table.to_csv(tmp_path / "labels.csv", index=False)
-    with pytest.raises(CohortError, match=r"labels.csv row 4, column 'Nodule': expected 0 or 1, got '2'"):
+    with pytest.raises(
+        CohortError, match=r"labels.csv row 4, column 'Nodule': expected 0 or 1, got '2'"
+    ):
         build_index(tmp_path, PATHOLOGIES, fmt="csv", label_table="labels.csv", csv_columns=columns)
 
 
@@ -116,7 +138,9 @@ def test_missing_column(nih_cohort):
 
 
 def test_unknown_pathology(nih_cohort):
-    with pytest.raises(CohortError, match=r"pathology 'Cardiomegally' in config key 'pathologies' does not occur"):
+    with pytest.raises(
+        CohortError, match=r"pathology 'Cardiomegally' in config key 'pathologies' does not occur"
+    ):
         build_index(nih_cohort, ["Cardiomegally", "Effusion"])
 
 
@@ -132,7 +156,9 @@ def test_duplicate_image_ids(nih_cohort):
     path = nih_cohort / "Data_Entry_2017_v2020.csv"
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines + [lines[3]]) + "\n")
-    with pytest.raises(CohortError, match=r"lists image id '00000001_002.png' more than once \(rows \[4, 38\]\)"):
+    with pytest.raises(
+        CohortError, match=r"lists image id '00000001_002.png' more than once \(rows \[4, 38\]\)"
+    ):
         build_index(nih_cohort, PATHOLOGIES)
 
 
@@ -146,7 +172,10 @@ def test_same_file_name_in_two_folders(nih_cohort):
 
 
 def test_missing_label_table(tmp_path):
-    with pytest.raises(CohortError, match=r"label table .*nope.csv \(config key 'data.label_table'\) does not exist"):
+    with pytest.raises(
+        CohortError,
+        match=r"label table .*nope.csv \(config key 'data.label_table'\) does not exist",
+    ):
         build_index(tmp_path, PATHOLOGIES, label_table="nope.csv")
 
 

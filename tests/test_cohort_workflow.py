@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import PATHOLOGIES, REPO, SNAKEMAKE, run_snakemake, tiny_cohort
 
 pytestmark = pytest.mark.workflow
@@ -61,14 +60,25 @@ def test_invalid_config_stops_before_any_job(tmp_path):
 
 def test_subset_larger_than_training_split_is_reported_at_dag_time(tmp_path):
     assert run_snakemake(tmp_path, "cohort", configfile=cohort_config(tmp_path)).returncode == 0
-    result = run_snakemake(tmp_path, "cohort", configfile=cohort_config(tmp_path, subsets={"sizes": [5000], "seeds": [0]}))
+    result = run_snakemake(
+        tmp_path,
+        "cohort",
+        configfile=cohort_config(tmp_path, subsets={"sizes": [5000], "seeds": [0]}),
+    )
     assert result.returncode != 0
-    assert "subset size 5000 (config key 'subsets.sizes') does not fit the training split" in result.stderr
+    assert (
+        "subset size 5000 (config key 'subsets.sizes') does not fit the training split"
+        in result.stderr
+    )
     assert not (tmp_path / "results" / "tiny" / "subsets" / "n5000").exists()
 
 
 def test_subset_job_reports_oversized_request_on_first_run(tmp_path):
-    result = run_snakemake(tmp_path, "cohort", configfile=cohort_config(tmp_path, subsets={"sizes": [5000], "seeds": [0]}))
+    result = run_snakemake(
+        tmp_path,
+        "cohort",
+        configfile=cohort_config(tmp_path, subsets={"sizes": [5000], "seeds": [0]}),
+    )
     assert result.returncode != 0
     log = (tmp_path / "results" / "tiny" / "logs" / "subset" / "n5000_seed0.log").read_text()
     assert "does not fit the training split" in log
@@ -77,10 +87,14 @@ def test_subset_job_reports_oversized_request_on_first_run(tmp_path):
 
 def test_lint_is_clean():
     result = run_snakemake(REPO, "--lint")
-    assert "Congratulations" in result.stdout + result.stderr, (result.stdout + result.stderr)[-4000:]
+    assert "Congratulations" in result.stdout + result.stderr, (result.stdout + result.stderr)[
+        -4000:
+    ]
 
 
 def test_rule_files_are_snakefmt_formatted():
     snakefmt = SNAKEMAKE.with_name("snakefmt")
-    result = subprocess.run([str(snakefmt), "--check", "Snakefile", "rules/"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(snakefmt), "--check", "Snakefile", "rules/"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from probelab.config import ConfigError, config_hash, load_config, validate_config
 
 

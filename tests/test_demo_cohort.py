@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import NIH_SAMPLE, REPO, run_snakemake
 from PIL import Image
 
-from conftest import NIH_SAMPLE, REPO, run_snakemake
 from probelab import demo_cohort as generator
 from probelab.cohort import build_index
 from probelab.config import validate_config
@@ -61,7 +61,11 @@ def test_layout_and_exact_header(cohort):
     folders = ["images_001", "images_002", "images_003"]
     expected = ["Data_Entry_2017_v2020.csv", *folders, "test_list.txt", "train_val_list.txt"]
     assert sorted(p.name for p in root.iterdir()) == expected
-    assert [len(list((root / f"images_00{k}" / "images").iterdir())) for k in (1, 2, 3)] == [25, 25, 10]
+    assert [len(list((root / f"images_00{k}" / "images").iterdir())) for k in (1, 2, 3)] == [
+        25,
+        25,
+        10,
+    ]
     text = (root / "Data_Entry_2017_v2020.csv").read_text()
     assert text.split("\n", 1)[0] == HEADER and text.endswith("\n") and "\r" not in text
     assert counts["folders"] == 3 and not list(root.parent.glob(".*partial*"))
@@ -89,7 +93,9 @@ def test_value_formats(table):
     assert set(views.index) == {"PA", "AP"} and views["AP"] < views["PA"]
     assert (table["OriginalImage[Width"] == 64).all() and (table["Height]"] == 64).all()
     spacing = table["OriginalImagePixelSpacing[x"]
-    assert (spacing == table["y]"]).all() and spacing.between(0.1 * 2500 / 64, 0.2 * 2500 / 64).all()
+    assert (spacing == table["y]"]).all() and spacing.between(
+        0.1 * 2500 / 64, 0.2 * 2500 / 64
+    ).all()
     labels = table["Finding Labels"].str.split("|")
     assert labels.map(lambda ls: ls == sorted(ls) and len(set(ls)) == len(ls)).all()
     assert set(labels.explode()) <= set(NIH_14) | {"No Finding"}
@@ -127,7 +133,9 @@ def test_some_files_are_rgba_and_some_sixteen_bit(cohort):
         a = np.asarray(im)
         if im.mode == "RGBA":  # grey in the colour channels, opaque, as NIH's RGBA files
             assert (
-                (a[..., 3] == 255).all() and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()
+                (a[..., 3] == 255).all()
+                and (a[..., 0] == a[..., 1]).all()
+                and (a[..., 1] == a[..., 2]).all()
             )
         if im.mode == "I;16":  # spread over the 16-bit range: clipping to 8 bits would whiten it
             assert a.dtype == np.uint16 and a.max() > 40000 and np.median(a) > 255
@@ -183,12 +191,19 @@ def test_same_seed_same_cohort_other_seed_differs(cohort, tmp_path):
         root / "Data_Entry_2017_v2020.csv"
     ).read_bytes()
     shared = sorted(set(first) & set(files_on_disk(other)))
-    assert shared and not np.array_equal(pixels(first[shared[0]]), pixels(files_on_disk(other)[shared[0]]))
+    assert shared and not np.array_equal(
+        pixels(first[shared[0]]), pixels(files_on_disk(other)[shared[0]])
+    )
 
 
-def draws(findings: set[str], n: int, pathologies: list[str] = NIH_14, size: int = 64) -> np.ndarray:
+def draws(
+    findings: set[str], n: int, pathologies: list[str] = NIH_14, size: int = 64
+) -> np.ndarray:
     return np.stack(
-        [draw_radiograph(np.random.default_rng([7, i]), size, findings, pathologies, "PA") for i in range(n)]
+        [
+            draw_radiograph(np.random.default_rng([7, i]), size, findings, pathologies, "PA")
+            for i in range(n)
+        ]
     )
 
 
@@ -242,19 +257,26 @@ def test_unknown_pathologies_get_distinct_signatures():
     # Same seeds, one unknown finding each: the random anatomy is identical, so what differs is
     # the two signatures, each a local patch in its own place.
     pathologies = ["Alpha", "Beta"]
-    difference = draws({"Alpha"}, 16, pathologies).mean(axis=0) - draws({"Beta"}, 16, pathologies).mean(
-        axis=0
-    )
+    difference = draws({"Alpha"}, 16, pathologies).mean(axis=0) - draws(
+        {"Beta"}, 16, pathologies
+    ).mean(axis=0)
     assert np.abs(difference).max() > 0.05
     assert 0.005 < (np.abs(difference) > 0.04).mean() < 0.25
 
 
 def test_non_nih_pathologies_make_a_cohort(tmp_path):
     counts = write_demo_cohort(
-        tmp_path / "data", ["Fracture", "Lung Lesion"], **{**SMALL, "n_images": 30}, no_finding_label="Normal"
+        tmp_path / "data",
+        ["Fracture", "Lung Lesion"],
+        **{**SMALL, "n_images": 30},
+        no_finding_label="Normal",
     )
     table = pd.read_csv(tmp_path / "data" / "Data_Entry_2017_v2020.csv")
-    assert set(table["Finding Labels"].str.split("|").explode()) == {"Fracture", "Lung Lesion", "Normal"}
+    assert set(table["Finding Labels"].str.split("|").explode()) == {
+        "Fracture",
+        "Lung Lesion",
+        "Normal",
+    }
     assert min(counts["positives"].values()) >= 1
 
 
@@ -306,24 +328,44 @@ def test_step_script_reads_the_config_demo_section(tmp_path):
     from demo_cohort import demo_cohort, main
 
     config = validate_config(
-        {"cohort": "t", "pathologies": ["Mass", "Effusion"], "data": {"root": str(tmp_path / "data")},
-         "demo": {"enabled": True, "n_images": 20, "image_size": 32, "images_per_folder": 8, "seed": 1}}
-    )  # fmt: skip
+        {
+            "cohort": "t",
+            "pathologies": ["Mass", "Effusion"],
+            "data": {"root": str(tmp_path / "data")},
+            "demo": {
+                "enabled": True,
+                "n_images": 20,
+                "image_size": 32,
+                "images_per_folder": 8,
+                "seed": 1,
+            },
+        }
+    )
     counts = demo_cohort(
-        Path(config["data"]["root"]), config["pathologies"], config["demo"],
-        label_table="labels/table.csv", no_finding_label="No Finding",
+        Path(config["data"]["root"]),
+        config["pathologies"],
+        config["demo"],
+        label_table="labels/table.csv",
+        no_finding_label="No Finding",
         lists={"train_val_list": "tv.txt", "test_list": "te.txt"},
-    )  # fmt: skip
+    )
     root = tmp_path / "data"
     assert (
         (root / "labels" / "table.csv").is_file()
         and (root / "tv.txt").is_file()
         and (root / "te.txt").is_file()
     )
-    assert counts["written"] == 20 and counts["listed"] == 25 and counts["folders"] == 3  # defaults filled in
+    assert (
+        counts["written"] == 20 and counts["listed"] == 25 and counts["folders"] == 3
+    )  # defaults filled in
     with pytest.raises(DemoCohortError, match="config section 'demo' has no key 'seed'"):
-        demo_cohort(tmp_path / "x", ["Mass"], {k: v for k, v in config["demo"].items() if k != "seed"},
-                    label_table="t.csv", no_finding_label="No Finding")  # fmt: skip
+        demo_cohort(
+            tmp_path / "x",
+            ["Mass"],
+            {k: v for k, v in config["demo"].items() if k != "seed"},
+            label_table="t.csv",
+            no_finding_label="No Finding",
+        )
 
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump({**config, "demo": {**config["demo"], "n_images": 21}}))
@@ -345,4 +387,7 @@ def test_rule_demo_cohort_runs_through_snakemake(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     root = tmp_path / "results" / "demo_test" / "data"
     assert len(files_on_disk(root)) == 24 and (root / "Data_Entry_2017_v2020.csv").is_file()
-    assert "wrote 24 images" in (tmp_path / "results" / "demo_test" / "logs" / "demo_cohort.log").read_text()
+    assert (
+        "wrote 24 images"
+        in (tmp_path / "results" / "demo_test" / "logs" / "demo_cohort.log").read_text()
+    )

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
+
 from probelab.config import load_config
 from probelab.demo_cohort import write_demo_cohort
 
@@ -22,7 +21,9 @@ pytestmark = pytest.mark.workflow
 
 JOB_HEADER = re.compile(r"^(?:local)?rule (\w+):$")
 OUTPUT_LINE = re.compile(r"^\s+output: (.+)$")
-RUN_METRICS = re.compile(r"results/nih/runs/(?P<encoder>[^/]+)/(?P<model>[^/]+)/n(?P<n>[^/]+)/seed(?P<seed>\d+)/metrics\.json")
+RUN_METRICS = re.compile(
+    r"results/nih/runs/(?P<encoder>[^/]+)/(?P<model>[^/]+)/n(?P<n>[^/]+)/seed(?P<seed>\d+)/metrics\.json"
+)
 
 
 def jobs_in_dry_run(text: str) -> tuple[Counter, dict[str, list[str]]]:
@@ -48,10 +49,17 @@ def nih_dry_run(tmp_path_factory) -> tuple[dict, Counter, dict[str, list[str]]]:
     config = yaml.safe_load((REPO / "configs" / "nih.yaml").read_text())
     root = tmp / "nih"
     write_demo_cohort(
-        root, config["pathologies"], n_images=60, listed_not_downloaded=0.05, image_size=32,
-        images_per_folder=20, rgba_fraction=0.0, sixteen_bit_fraction=0.0, seed=0,
+        root,
+        config["pathologies"],
+        n_images=60,
+        listed_not_downloaded=0.05,
+        image_size=32,
+        images_per_folder=20,
+        rgba_fraction=0.0,
+        sixteen_bit_fraction=0.0,
+        seed=0,
         label_table=config["data"]["label_table"],
-    )  # fmt: skip
+    )
     config["data"]["root"] = str(root)
     config_file = tmp / "nih.yaml"
     config_file.write_text(yaml.safe_dump(config))
@@ -74,7 +82,9 @@ def test_nih_dry_run_plans_the_full_matrix(nih_dry_run):
     assert per_rule["subset"] == len(sizes) * len(seeds)
     assert per_rule["embed_images"] == len(encoders)
     assert per_rule["embed_prompts"] == len(encoders)  # all three have a text tower
-    assert "demo_cohort" not in per_rule and not any(rule.startswith("sentiment") for rule in per_rule)
+    assert "demo_cohort" not in per_rule and not any(
+        rule.startswith("sentiment") for rule in per_rule
+    )
 
     # Every (encoder, model, size, seed) run is planned exactly once; one train_probe job trains
     # all seeds of an (encoder, model, size), so torch starts once per five runs.
@@ -90,4 +100,3 @@ def test_nih_dry_run_plans_the_full_matrix(nih_dry_run):
 
     # The report is built once from all runs.
     assert per_rule["aggregate"] == 1 and per_rule["summary"] == 1
-

@@ -9,22 +9,40 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
 from conftest import REPO, run_snakemake
 from embed_images import embed_images
+from PIL import Image
+
 from probelab.cache import read_image_cache, read_prompt_cache
 from probelab.cohort import index_hash
 from probelab.config import validate_config
 from probelab.images import ImageLoadError
 
 DEMO_JSON = REPO / "configs" / "encoders" / "probelab-demo-vit-tiny.json"
-EMBEDDING = {"chunk_size": 8, "prefetch_factor": 2, "threads": 1, "mem_mb": 1000, "runtime": 10, "progress_interval_s": 0}
+EMBEDDING = {
+    "chunk_size": 8,
+    "prefetch_factor": 2,
+    "threads": 1,
+    "mem_mb": 1000,
+    "runtime": 10,
+    "progress_interval_s": 0,
+}
 
 
 def settings(**entry):
-    config = {"cohort": "t", "pathologies": ["Mass"], "data": {"root": "."}, "encoders": {"e": entry}}
-    defaults = {"backend": "open_clip", "model": str(DEMO_JSON), "device": "cpu", "batch_size": 4, "num_workers": 0}
+    config = {
+        "cohort": "t",
+        "pathologies": ["Mass"],
+        "data": {"root": "."},
+        "encoders": {"e": entry},
+    }
+    defaults = {
+        "backend": "open_clip",
+        "model": str(DEMO_JSON),
+        "device": "cpu",
+        "batch_size": 4,
+        "num_workers": 0,
+    }
     config["encoders"]["e"] = {**defaults, **entry}
     return validate_config(config)["encoders"]["e"]
 
@@ -39,7 +57,9 @@ def write_index(folder: Path, n: int, bad: dict[int, bytes] | None = None) -> Pa
         if bad and i in bad:
             path.write_bytes(bad[i])
         elif i % 5 == 1:
-            Image.fromarray(rng.integers(0, 255, (48, 48, 4), dtype=np.uint8), mode="RGBA").save(path)
+            Image.fromarray(rng.integers(0, 255, (48, 48, 4), dtype=np.uint8), mode="RGBA").save(
+                path
+            )
         elif i % 5 == 2:
             Image.fromarray(rng.integers(0, 4000, (48, 48), dtype=np.uint16)).save(path)
         else:
@@ -50,11 +70,15 @@ def write_index(folder: Path, n: int, bad: dict[int, bytes] | None = None) -> Pa
 
 
 def test_bad_images_are_recorded_and_skipped_with_a_warning(tmp_path, caplog):
-    index = write_index(tmp_path / "imgs", 12, bad={3: b"not an image", 9: b"\x89PNG\r\n\x1a\n truncated"})
+    index = write_index(
+        tmp_path / "imgs", 12, bad={3: b"not an image", 9: b"\x89PNG\r\n\x1a\n truncated"}
+    )
     caplog.set_level(logging.WARNING)
     summary = embed_images(index, tmp_path / "e.h5", "e", settings(num_workers=1), EMBEDDING)
     assert summary.n_failed == 2
-    cache = read_image_cache(tmp_path / "e.h5", encoder="e", index_hash=index_hash(pd.read_parquet(index)), dim=64)
+    cache = read_image_cache(
+        tmp_path / "e.h5", encoder="e", index_hash=index_hash(pd.read_parquet(index)), dim=64
+    )
     assert cache.failed_ids == ["00003.png", "00009.png"]
     assert len(cache.image_ids) == 10 and cache.features.shape == (10, 64)
     warned = " ".join(r.getMessage() for r in caplog.records)
@@ -63,7 +87,9 @@ def test_bad_images_are_recorded_and_skipped_with_a_warning(tmp_path, caplog):
 
 def test_bad_image_stops_the_run_when_configured(tmp_path):
     index = write_index(tmp_path / "imgs", 12, bad={5: b"garbage"})
-    with pytest.raises(ImageLoadError, match=r"00005\.png could not be decoded .*on_bad_image is fail"):
+    with pytest.raises(
+        ImageLoadError, match=r"00005\.png could not be decoded .*on_bad_image is fail"
+    ):
         embed_images(index, tmp_path / "e.h5", "e", settings(on_bad_image="fail"), EMBEDDING)
     assert not (tmp_path / "e.h5").exists()
 
@@ -100,7 +126,9 @@ def test_resume_after_sigkill_gives_identical_features(tmp_path, caplog):
         embed_images(Path({str(index)!r}), Path({str(tmp_path / "e.h5")!r}), "e", {entry!r}, {EMBEDDING!r})
         """
     )
-    killed = subprocess.run([sys.executable, "-c", killer], capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", killer], capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -9, killed.stderr
     assert not (tmp_path / "e.h5").exists()
     assert len(list((tmp_path / ".e.h5.partial").glob("chunk_*.npz"))) == 2
@@ -109,7 +137,10 @@ def test_resume_after_sigkill_gives_identical_features(tmp_path, caplog):
     summary = embed_images(index, tmp_path / "e.h5", "e", entry, EMBEDDING)
     assert summary.n_encoded == 30 - 16
     assert "resuming" in caplog.text
-    resumed, reference = read_image_cache(tmp_path / "e.h5"), read_image_cache(tmp_path / "reference.h5")
+    resumed, reference = (
+        read_image_cache(tmp_path / "e.h5"),
+        read_image_cache(tmp_path / "reference.h5"),
+    )
     assert np.array_equal(resumed.features, reference.features)
     assert resumed.image_ids.tolist() == reference.image_ids.tolist()
     assert not (tmp_path / ".e.h5.partial").exists()
@@ -147,18 +178,30 @@ prompts:
 def test_embedding_rules_run_through_snakemake(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(
-        TINY_CONFIG.format(demo_json=DEMO_JSON, demo_hf_json=REPO / "configs" / "encoders" / "demo-hf-clip.json")
+        TINY_CONFIG.format(
+            demo_json=DEMO_JSON, demo_hf_json=REPO / "configs" / "encoders" / "demo-hf-clip.json"
+        )
     )
     run = run_snakemake(tmp_path, "embeddings", configfile=config)
     assert run.returncode == 0, run.stderr[-3000:]
     results = tmp_path / "results" / "tiny"
     index = pd.read_parquet(results / "index.parquet")
     for name in ("demo_openclip", "demo_hfclip", "image_only"):
-        cache = read_image_cache(results / "embeddings" / f"{name}.h5", encoder=name, index_hash=index_hash(index), dim=64)
+        cache = read_image_cache(
+            results / "embeddings" / f"{name}.h5",
+            encoder=name,
+            index_hash=index_hash(index),
+            dim=64,
+        )
         assert len(cache.image_ids) + len(cache.failed_ids) == len(index)
         assert cache.attrs["backend"] == ("transformers" if name == "demo_hfclip" else "open_clip")
     for name in ("demo_openclip", "demo_hfclip"):
-        prompts = read_prompt_cache(results / "prompts" / f"{name}.h5", encoder=name, pathologies=["Atelectasis", "Effusion", "Pleural_Thickening"], dim=64)
+        prompts = read_prompt_cache(
+            results / "prompts" / f"{name}.h5",
+            encoder=name,
+            pathologies=["Atelectasis", "Effusion", "Pleural_Thickening"],
+            dim=64,
+        )
         assert prompts.per_template.shape == (3, 2, 64) and prompts.mega_vector.shape == (3 * 64,)
         assert prompts.prompts[2, 1] == "a chest x-ray showing pleural thickening"
     assert not (results / "prompts" / "image_only.h5").exists()
@@ -168,7 +211,9 @@ def test_embedding_rules_run_through_snakemake(tmp_path):
     again = run_snakemake(tmp_path, "embeddings", "--dry-run", configfile=config)
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    refused = run_snakemake(tmp_path, str(Path("results/tiny/prompts/image_only.h5")), configfile=config)
+    refused = run_snakemake(
+        tmp_path, str(Path("results/tiny/prompts/image_only.h5")), configfile=config
+    )
     assert refused.returncode != 0
     log = (results / "logs" / "embed_prompts" / "image_only.log").read_text()
     assert "encoder 'image_only' has no text tower" in log
@@ -183,8 +228,17 @@ def test_embedding_job_asks_for_a_gpu_only_when_its_encoder_runs_on_cuda(tmp_pat
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "embeddings", "--dry-run", "--configfile", str(path)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "embeddings",
+            "--dry-run",
+            "--configfile",
+            str(path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = result.stdout.split("rule embed_images:")[1:]

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
 from make_demo_encoder import make_demo_encoder
+
 from probelab.config import ConfigError, validate_config
 from probelab.encoders import EncoderError, build_encoder, effective_precision, pick_device
 
@@ -18,7 +18,12 @@ DEMO_HF_JSON = REPO / "configs" / "encoders" / "demo-hf-clip.json"
 
 def settings(**entry):
     """An encoder entry with the schema's defaults filled in, as the workflow sees it."""
-    config = {"cohort": "t", "pathologies": ["Mass"], "data": {"root": "."}, "encoders": {"e": {"device": "cpu", **entry}}}
+    config = {
+        "cohort": "t",
+        "pathologies": ["Mass"],
+        "data": {"root": "."},
+        "encoders": {"e": {"device": "cpu", **entry}},
+    }
     return validate_config(config)["encoders"]["e"]
 
 
@@ -30,14 +35,18 @@ def hf_clip(tmp_path_factory):
 
 
 def _pixels(encoder, n=3):
-    return torch.from_numpy(np.random.default_rng(1).normal(size=(n, *encoder.input_shape)).astype(np.float32))
+    return torch.from_numpy(
+        np.random.default_rng(1).normal(size=(n, *encoder.input_shape)).astype(np.float32)
+    )
 
 
 def test_open_clip_from_repo_json_gives_the_configured_dimension(tmp_path):
     architecture = json.loads(DEMO_JSON.read_text())
     architecture["embed_dim"] = 48
     (tmp_path / "probelab-test-dim48.json").write_text(json.dumps(architecture))
-    encoder = build_encoder("oc", settings(backend="open_clip", model=str(tmp_path / "probelab-test-dim48.json")))
+    encoder = build_encoder(
+        "oc", settings(backend="open_clip", model=str(tmp_path / "probelab-test-dim48.json"))
+    )
     assert encoder.embed_dim == 48 and encoder.input_shape == (3, 64, 64)
     assert encoder.encode_images(_pixels(encoder)).shape == (3, 48)
     assert encoder.encode_texts(["signs of mass", "evidence of effusion"]).shape == (2, 48)
@@ -49,7 +58,10 @@ def test_transformers_clip_gives_the_configured_dimension(hf_clip):
     assert encoder.embed_dim == json.loads(DEMO_HF_JSON.read_text())["projection_dim"]
     features = encoder.encode_images(_pixels(encoder))
     assert features.shape == (3, encoder.embed_dim) and features.dtype == np.float32
-    assert encoder.encode_texts(["a chest x-ray showing pleural thickening"]).shape == (1, encoder.embed_dim)
+    assert encoder.encode_texts(["a chest x-ray showing pleural thickening"]).shape == (
+        1,
+        encoder.embed_dim,
+    )
     assert encoder.logit_scale > 0 and np.isnan(encoder.logit_bias)
 
 
@@ -77,14 +89,21 @@ def test_normalisation_is_configurable():
     normalised = build_encoder("n", settings(backend="open_clip", model=str(DEMO_JSON)))
     raw = build_encoder("r", settings(backend="open_clip", model=str(DEMO_JSON), normalize=False))
     pixels = _pixels(raw)
-    np.testing.assert_allclose(np.linalg.norm(normalised.encode_images(pixels), axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(normalised.encode_images(pixels), axis=1), 1.0, rtol=1e-5
+    )
     assert not np.allclose(np.linalg.norm(raw.encode_images(pixels), axis=1), 1.0)
 
 
 def test_encoder_without_text_tower_refuses_text():
-    encoder = build_encoder("imgonly", settings(backend="open_clip", model=str(DEMO_JSON), text=False))
+    encoder = build_encoder(
+        "imgonly", settings(backend="open_clip", model=str(DEMO_JSON), text=False)
+    )
     assert encoder.encode_images(_pixels(encoder)).shape[1] == encoder.embed_dim
-    with pytest.raises(EncoderError, match=r"encoder 'imgonly' has no text tower \(config encoders\.imgonly\.text is false\)"):
+    with pytest.raises(
+        EncoderError,
+        match=r"encoder 'imgonly' has no text tower \(config encoders\.imgonly\.text is false\)",
+    ):
         encoder.encode_texts(["signs of mass"])
 
 
@@ -93,7 +112,13 @@ def test_embed_prompts_refuses_an_encoder_without_text_tower(tmp_path):
 
     entry = settings(backend="open_clip", model=str(DEMO_JSON), text=False)
     with pytest.raises(NoTextTowerError, match="encoder 'imgonly' has no text tower"):
-        embed_prompts(tmp_path / "p.h5", "imgonly", entry, ["Mass"], {"templates": ["{pathology}"], "names": {}})
+        embed_prompts(
+            tmp_path / "p.h5",
+            "imgonly",
+            entry,
+            ["Mass"],
+            {"templates": ["{pathology}"], "names": {}},
+        )
     assert not (tmp_path / "p.h5").exists()
 
 
@@ -104,7 +129,10 @@ def test_missing_architecture_file_is_named(tmp_path):
 
 def test_unknown_open_clip_weights_are_named():
     with pytest.raises(EncoderError, match="open_clip could not build"):
-        build_encoder("w", settings(backend="open_clip", model=str(DEMO_JSON), pretrained="/no/such/weights.pt"))
+        build_encoder(
+            "w",
+            settings(backend="open_clip", model=str(DEMO_JSON), pretrained="/no/such/weights.pt"),
+        )
 
 
 def test_transformers_backend_refuses_pretrained(hf_clip):
@@ -138,7 +166,9 @@ def test_fp16_falls_back_to_fp32_on_cpu():
 
 
 def test_bf16_autocast_runs_on_cpu():
-    encoder = build_encoder("b", settings(backend="open_clip", model=str(DEMO_JSON), precision="bf16"))
+    encoder = build_encoder(
+        "b", settings(backend="open_clip", model=str(DEMO_JSON), precision="bf16")
+    )
     features = encoder.encode_images(_pixels(encoder))
     assert features.dtype == np.float32 and np.isfinite(features).all()
 
@@ -146,9 +176,17 @@ def test_bf16_autocast_runs_on_cpu():
 def test_heavy_libraries_are_not_imported_by_the_package_modules():
     import subprocess
 
-    code = "import probelab.encoders, probelab.cache, probelab.images, probelab.prompts, sys; " \
-           "print([m for m in ('torch', 'open_clip', 'transformers') if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO / "scripts", check=True)
+    code = (
+        "import probelab.encoders, probelab.cache, probelab.images, probelab.prompts, sys; "
+        "print([m for m in ('torch', 'open_clip', 'transformers') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "scripts",
+        check=True,
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -158,5 +196,7 @@ def test_configured_encoder_names_an_unknown_encoder_and_takes_a_model_override(
     config = {"encoders": {"a": {"backend": "open_clip", "model": "ViT-B-16"}}}
     assert configured_encoder(config, "a", "built/a")["model"] == "built/a"
     assert config["encoders"]["a"]["model"] == "ViT-B-16"
-    with pytest.raises(ValueError, match=r"encoder 'b' is not in the config's encoders section \(a\)"):
+    with pytest.raises(
+        ValueError, match=r"encoder 'b' is not in the config's encoders section \(a\)"
+    ):
         configured_encoder(config, "b")

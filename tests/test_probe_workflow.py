@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import train_probe as step
 import yaml
+from conftest import REPO, run_snakemake
 
 import probelab.probe
-import train_probe as step
-from conftest import REPO, run_snakemake
 from probelab.cache import CacheMismatchError, ResumableImageCache, write_prompt_cache
 from probelab.cohort import index_hash
 from probelab.heads import build_head
@@ -27,15 +27,32 @@ PATHOLOGIES = ["A", "B", "C"]
 DIM = 8
 SEEDS = [0, 1]
 HEAD = {
-    "enabled": True, "hidden": [8], "branch_width": 8, "dropout": 0.1, "noise_std": 0.01, "lr": 0.01,
-    "weight_decay": 0.0, "epochs": 20, "batch_size": 16, "scheduler": "cosine", "plateau_factor": 0.5,
-    "plateau_patience": 1, "patience": 5, "pos_weight": True,
-}  # fmt: skip
+    "enabled": True,
+    "hidden": [8],
+    "branch_width": 8,
+    "dropout": 0.1,
+    "noise_std": 0.01,
+    "lr": 0.01,
+    "weight_decay": 0.0,
+    "epochs": 20,
+    "batch_size": 16,
+    "scheduler": "cosine",
+    "plateau_factor": 0.5,
+    "plateau_patience": 1,
+    "patience": 5,
+    "pos_weight": True,
+}
 PARAMS = {
     "baseline_mlp": HEAD,
     "two_branch_concat": HEAD,
     "weighted_sum": HEAD,
-    "linear_probe": {"enabled": True, "C": [0.1, 1.0], "standardize": True, "pos_weight": False, "max_iter": 200},
+    "linear_probe": {
+        "enabled": True,
+        "C": [0.1, 1.0],
+        "standardize": True,
+        "pos_weight": False,
+        "max_iter": 200,
+    },
     "zero_shot": {"enabled": True},
 }
 TRAINING = {"device": "cpu", "threads": 1, "eval_batch_size": 32}
@@ -54,30 +71,55 @@ def write_cohort(root: Path, *, test_label_seed: int | None = None) -> dict[str,
     labels = (features @ directions.T > 0.7).astype(np.int8)
     split = np.array(["train"] * 50 + ["val"] * 20 + ["test"] * 20)
     if test_label_seed is not None:
-        labels[split == "test"] = np.random.default_rng(test_label_seed).integers(0, 2, ((split == "test").sum(), 3))
+        labels[split == "test"] = np.random.default_rng(test_label_seed).integers(
+            0, 2, ((split == "test").sum(), 3)
+        )
     root.mkdir(parents=True, exist_ok=True)
-    index = pd.DataFrame({"image_id": ids, "path": [f"/data/{i}" for i in ids], "patient_id": [str(i) for i in range(n)],
-                          "view": "PA", "follow_up": 0, **{p: labels[:, k] for k, p in enumerate(PATHOLOGIES)}})  # fmt: skip
+    index = pd.DataFrame(
+        {
+            "image_id": ids,
+            "path": [f"/data/{i}" for i in ids],
+            "patient_id": [str(i) for i in range(n)],
+            "view": "PA",
+            "follow_up": 0,
+            **{p: labels[:, k] for k, p in enumerate(PATHOLOGIES)},
+        }
+    )
     index.to_parquet(root / "index.parquet")
-    pd.DataFrame({"image_id": ids, "patient_id": index["patient_id"], "split": split}).to_parquet(root / "split.parquet")
-    train_ids = [i for i, s in zip(ids, split) if s == "train"]
+    pd.DataFrame({"image_id": ids, "patient_id": index["patient_id"], "split": split}).to_parquet(
+        root / "split.parquet"
+    )
+    train_ids = [i for i, s in zip(ids, split, strict=True) if s == "train"]
     subsets = []
     for seed in SEEDS:
         chosen = sorted(np.random.default_rng(seed).choice(train_ids, 30, replace=False))
         subsets.append(root / f"seed{seed}.txt")
         subsets[-1].write_text("\n".join(chosen) + "\n")
-    cache = ResumableImageCache(root / "enc.h5", {"encoder": "enc", "index_hash": index_hash(index)}, n, n, DIM, "float32")
+    cache = ResumableImageCache(
+        root / "enc.h5", {"encoder": "enc", "index_hash": index_hash(index)}, n, n, DIM, "float32"
+    )
     cache.resume_row()
     cache.write_chunk(0, features, np.zeros(n, dtype=bool))
     cache.finish(ids)
     per_pathology = directions / np.linalg.norm(directions, axis=1, keepdims=True)
     write_prompt_cache(
-        root / "enc_prompts.h5", PATHOLOGIES, ["{}"], [[p] for p in PATHOLOGIES], per_pathology[:, None, :],
-        per_pathology, per_pathology.ravel(),
+        root / "enc_prompts.h5",
+        PATHOLOGIES,
+        ["{}"],
+        [[p] for p in PATHOLOGIES],
+        per_pathology[:, None, :],
+        per_pathology,
+        per_pathology.ravel(),
         {"encoder": "enc", "embedding_dim": DIM, "logit_scale": 5.0, "logit_bias": float("nan")},
-    )  # fmt: skip
-    return {"root": root, "index": root / "index.parquet", "split": root / "split.parquet", "subsets": subsets,
-            "images": root / "enc.h5", "prompts": root / "enc_prompts.h5"}  # fmt: skip
+    )
+    return {
+        "root": root,
+        "index": root / "index.parquet",
+        "split": root / "split.parquet",
+        "subsets": subsets,
+        "images": root / "enc.h5",
+        "prompts": root / "enc_prompts.h5",
+    }
 
 
 @pytest.fixture
@@ -87,54 +129,106 @@ def cohort(tmp_path: Path) -> dict[str, Path]:
 
 def run(cohort: dict[str, Path], model: str, out: Path, **changes) -> list[dict]:
     arguments = dict(
-        image_cache=cohort["images"], prompt_cache=cohort["prompts"] if needs_prompts(model) else None,
-        index=cohort["index"], split=cohort["split"],
-        runs=[step.RunSpec(model, "30", seed, subset, out / f"seed{seed}") for seed, subset in zip(SEEDS, cohort["subsets"])],
-        cohort="tiny", encoder="enc", models=PARAMS, pathologies=PATHOLOGIES, training=TRAINING,
-    )  # fmt: skip
+        image_cache=cohort["images"],
+        prompt_cache=cohort["prompts"] if needs_prompts(model) else None,
+        index=cohort["index"],
+        split=cohort["split"],
+        runs=[
+            step.RunSpec(model, "30", seed, subset, out / f"seed{seed}")
+            for seed, subset in zip(SEEDS, cohort["subsets"], strict=True)
+        ],
+        cohort="tiny",
+        encoder="enc",
+        models=PARAMS,
+        pathologies=PATHOLOGIES,
+        training=TRAINING,
+    )
     return step.train_probe(**{**arguments, **changes})
 
 
 @pytest.mark.parametrize("model", list(PARAMS))
-def test_each_model_writes_a_complete_run_folder(model: str, cohort: dict[str, Path], tmp_path: Path) -> None:
+def test_each_model_writes_a_complete_run_folder(
+    model: str, cohort: dict[str, Path], tmp_path: Path
+) -> None:
     documents = run(cohort, model, tmp_path / "out")
-    for seed, document in zip(SEEDS, documents):
+    for seed, document in zip(SEEDS, documents, strict=True):
         folder = tmp_path / "out" / f"seed{seed}"
         assert sorted(p.name for p in folder.iterdir()) == sorted(
-            ["metrics.json", "model.pt", "history.csv", "predictions_val.parquet", "predictions_test.parquet"]
+            [
+                "metrics.json",
+                "model.pt",
+                "history.csv",
+                "predictions_val.parquet",
+                "predictions_test.parquet",
+            ]
         )
         assert json.loads((folder / "metrics.json").read_text()) == json.loads(json.dumps(document))
-        assert {"cohort", "encoder", "model", "n", "seed", "n_train", "n_val", "n_test", "epochs_run", "best_epoch",
-                "train_seconds", "hyperparameters"} <= set(document["run"])  # fmt: skip
-        assert document["run"]["seed"] == seed and document["run"]["n"] == 30 and document["run"]["n_train"] == 30
+        assert {
+            "cohort",
+            "encoder",
+            "model",
+            "n",
+            "seed",
+            "n_train",
+            "n_val",
+            "n_test",
+            "epochs_run",
+            "best_epoch",
+            "train_seconds",
+            "hyperparameters",
+        } <= set(document["run"])
+        assert (
+            document["run"]["seed"] == seed
+            and document["run"]["n"] == 30
+            and document["run"]["n_train"] == 30
+        )
         assert set(document["thresholds"]) == set(PATHOLOGIES)
         policies = {(r["split"], r["policy"]) for r in document["metrics"]}
-        assert policies == {(s, p) for s in ("val", "test") for p in ("t0.5", "tuned", "all_negative", "prevalence")}
-        test_auroc = next(r["value"] for r in document["metrics"]
-                          if (r["split"], r["policy"], r["metric"], r["pathology"]) == ("test", "tuned", "auroc", "macro"))  # fmt: skip
+        assert policies == {
+            (s, p) for s in ("val", "test") for p in ("t0.5", "tuned", "all_negative", "prevalence")
+        }
+        test_auroc = next(
+            r["value"]
+            for r in document["metrics"]
+            if (r["split"], r["policy"], r["metric"], r["pathology"])
+            == ("test", "tuned", "auroc", "macro")
+        )
         assert test_auroc > 0.6  # the all-negative baseline's AUROC is 0.5
 
         predictions = pd.read_parquet(folder / "predictions_test.parquet")
-        assert list(predictions.columns) == ["image_id"] + [f"{kind}_{p}" for p in PATHOLOGIES for kind in ("prob", "true")]
+        assert list(predictions.columns) == ["image_id"] + [
+            f"{kind}_{p}" for p in PATHOLOGIES for kind in ("prob", "true")
+        ]
         assert len(predictions) == 20 and predictions["prob_A"].between(0, 1).all()
         history = pd.read_csv(folder / "history.csv")
         assert list(history.columns) == ["epoch", "train_loss", "val_loss", "lr"]
-        assert len(history) == document["run"]["epochs_run"] == (0 if model in ("linear_probe", "zero_shot") else len(history))
+        assert (
+            len(history)
+            == document["run"]["epochs_run"]
+            == (0 if model in ("linear_probe", "zero_shot") else len(history))
+        )
 
         saved = torch.load(folder / "model.pt", weights_only=True)
         assert saved["hparams"]["model"] == model
         if model in ("baseline_mlp", "two_branch_concat", "weighted_sum"):
-            head = build_head(model, saved["hparams"]["image_dim"], saved["hparams"]["n_outputs"], saved["hparams"],
-                              saved["state_dict"].get("mega_vector"))  # fmt: skip
+            head = build_head(
+                model,
+                saved["hparams"]["image_dim"],
+                saved["hparams"]["n_outputs"],
+                saved["hparams"],
+                saved["state_dict"].get("mega_vector"),
+            )
             head.load_state_dict(saved["state_dict"])
         else:
             assert saved["state_dict"]["weight"].shape == (len(PATHOLOGIES), DIM)
 
 
-def test_same_inputs_and_seed_give_identical_metrics(cohort: dict[str, Path], tmp_path: Path) -> None:
+def test_same_inputs_and_seed_give_identical_metrics(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
     first = run(cohort, "two_branch_concat", tmp_path / "a")
     second = run(cohort, "two_branch_concat", tmp_path / "b")
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert a["metrics"] == b["metrics"] and a["thresholds"] == b["thresholds"]
     assert first[0]["metrics"] != first[1]["metrics"]  # the two seeds are different runs
 
@@ -164,11 +258,22 @@ def test_test_labels_are_read_only_after_every_model_and_threshold_is_frozen(
 
 
 def test_one_job_can_train_several_models(cohort: dict[str, Path], tmp_path: Path) -> None:
-    runs = [step.RunSpec(model, "30", 0, cohort["subsets"][0], tmp_path / model) for model in ("zero_shot", "baseline_mlp")]
+    runs = [
+        step.RunSpec(model, "30", 0, cohort["subsets"][0], tmp_path / model)
+        for model in ("zero_shot", "baseline_mlp")
+    ]
     documents = step.train_probe(
-        image_cache=cohort["images"], prompt_cache=cohort["prompts"], index=cohort["index"], split=cohort["split"],
-        runs=runs, cohort="tiny", encoder="enc", models=PARAMS, pathologies=PATHOLOGIES, training=TRAINING,
-    )  # fmt: skip
+        image_cache=cohort["images"],
+        prompt_cache=cohort["prompts"],
+        index=cohort["index"],
+        split=cohort["split"],
+        runs=runs,
+        cohort="tiny",
+        encoder="enc",
+        models=PARAMS,
+        pathologies=PATHOLOGIES,
+        training=TRAINING,
+    )
     assert [d["run"]["model"] for d in documents] == ["zero_shot", "baseline_mlp"]
     assert documents[1]["metrics"] == run(cohort, "baseline_mlp", tmp_path / "alone")[0]["metrics"]
 
@@ -184,13 +289,24 @@ def test_changing_test_labels_changes_no_choice(tmp_path: Path) -> None:
     honest = write_cohort(tmp_path / "honest")
     scrambled = write_cohort(tmp_path / "scrambled", test_label_seed=5)
     for model in ("baseline_mlp", "linear_probe"):
-        a, b = run(honest, model, tmp_path / "a" / model), run(scrambled, model, tmp_path / "b" / model)
-        for doc_a, doc_b in zip(a, b):
+        a, b = (
+            run(honest, model, tmp_path / "a" / model),
+            run(scrambled, model, tmp_path / "b" / model),
+        )
+        for doc_a, doc_b in zip(a, b, strict=True):
             assert doc_a["thresholds"] == doc_b["thresholds"]
-            assert [r for r in doc_a["metrics"] if r["split"] == "val"] == [r for r in doc_b["metrics"] if r["split"] == "val"]
-            assert [r for r in doc_a["metrics"] if r["split"] == "test"] != [r for r in doc_b["metrics"] if r["split"] == "test"]
-        state_a = torch.load(tmp_path / "a" / model / "seed0" / "model.pt", weights_only=True)["state_dict"]
-        state_b = torch.load(tmp_path / "b" / model / "seed0" / "model.pt", weights_only=True)["state_dict"]
+            assert [r for r in doc_a["metrics"] if r["split"] == "val"] == [
+                r for r in doc_b["metrics"] if r["split"] == "val"
+            ]
+            assert [r for r in doc_a["metrics"] if r["split"] == "test"] != [
+                r for r in doc_b["metrics"] if r["split"] == "test"
+            ]
+        state_a = torch.load(tmp_path / "a" / model / "seed0" / "model.pt", weights_only=True)[
+            "state_dict"
+        ]
+        state_b = torch.load(tmp_path / "b" / model / "seed0" / "model.pt", weights_only=True)[
+            "state_dict"
+        ]
         assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
@@ -207,12 +323,20 @@ def test_subset_outside_the_train_split_is_refused(cohort: dict[str, Path], tmp_
         run(cohort, "linear_probe", tmp_path / "out")
 
 
-def test_prompt_cache_of_another_dimension_is_refused(cohort: dict[str, Path], tmp_path: Path) -> None:
+def test_prompt_cache_of_another_dimension_is_refused(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
     other = np.ones((3, 4), dtype=np.float32)
     write_prompt_cache(
-        cohort["prompts"], PATHOLOGIES, ["{}"], [[p] for p in PATHOLOGIES], other[:, None, :], other, other.ravel(),
+        cohort["prompts"],
+        PATHOLOGIES,
+        ["{}"],
+        [[p] for p in PATHOLOGIES],
+        other[:, None, :],
+        other,
+        other.ravel(),
         {"encoder": "enc", "embedding_dim": 4, "logit_scale": 5.0, "logit_bias": 0.0},
-    )  # fmt: skip
+    )
     with pytest.raises(CacheMismatchError, match=r"attribute 'embedding_dim' is 4, expected 8"):
         run(cohort, "weighted_sum", tmp_path / "out")
 
@@ -225,8 +349,12 @@ def test_cache_of_another_index_is_refused(cohort: dict[str, Path], tmp_path: Pa
         run(cohort, "baseline_mlp", tmp_path / "out")
 
 
-def test_prompt_model_without_prompt_cache_is_refused(cohort: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="model 'zero_shot' needs the prompt cache of encoder 'enc'"):
+def test_prompt_model_without_prompt_cache_is_refused(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(
+        ValueError, match="model 'zero_shot' needs the prompt cache of encoder 'enc'"
+    ):
         run(cohort, "zero_shot", tmp_path / "out", prompt_cache=None)
 
 
@@ -241,7 +369,14 @@ TINY = {
     "demo": {"enabled": True, "n_images": 60, "image_size": 64, "images_per_folder": 30},
     "split": {"method": "random"},
     "subsets": {"sizes": [12, "all"], "seeds": [0, 1]},
-    "encoders": {"demo_openclip": {"backend": "open_clip", "model": str(DEMO_JSON), "batch_size": 16, "num_workers": 0}},
+    "encoders": {
+        "demo_openclip": {
+            "backend": "open_clip",
+            "model": str(DEMO_JSON),
+            "batch_size": 16,
+            "num_workers": 0,
+        }
+    },
     "embedding": {"chunk_size": 32},
     "prompts": {"templates": ["signs of {pathology}"]},
 }
@@ -263,7 +398,9 @@ def test_probe_rules_run_every_model_size_and_seed(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     runs = tmp_path / "results" / "tiny" / "runs" / "demo_openclip"
     folders = sorted(str(p.relative_to(runs)) for p in runs.glob("*/n*/seed*"))
-    assert folders == sorted(f"{m}/n{n}/seed{s}" for m in PARAMS for n in (12, "all") for s in (0, 1))
+    assert folders == sorted(
+        f"{m}/n{n}/seed{s}" for m in PARAMS for n in (12, "all") for s in (0, 1)
+    )
     for folder in runs.glob("*/n*/seed*"):
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["run"]["encoder"] == "demo_openclip"
@@ -275,26 +412,40 @@ def test_probe_rules_run_every_model_size_and_seed(tmp_path: Path) -> None:
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize(("job_scope", "jobs"), [("size", len(PARAMS) * 2), ("model", len(PARAMS)), ("encoder", 1)])
-def test_job_scope_sets_how_many_runs_one_job_trains(job_scope: str, jobs: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("job_scope", "jobs"), [("size", len(PARAMS) * 2), ("model", len(PARAMS)), ("encoder", 1)]
+)
+def test_job_scope_sets_how_many_runs_one_job_trains(
+    job_scope: str, jobs: int, tmp_path: Path
+) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({**TINY, "training": {"job_scope": job_scope}}))
     planned = run_snakemake(tmp_path, "probes", "--dry-run", configfile=config)
     assert planned.returncode == 0, planned.stderr[-3000:]
-    counts = dict(line.split()[:2] for line in planned.stdout.splitlines() if line.startswith("train_probe "))
+    counts = dict(
+        line.split()[:2] for line in planned.stdout.splitlines() if line.startswith("train_probe ")
+    )
     assert counts == {"train_probe": str(jobs)}
 
 
 @pytest.mark.workflow
-def test_fusion_model_on_an_encoder_without_text_tower_is_refused_before_any_job(tmp_path: Path) -> None:
+def test_fusion_model_on_an_encoder_without_text_tower_is_refused_before_any_job(
+    tmp_path: Path,
+) -> None:
     tiny = json.loads(json.dumps(TINY))
     tiny["encoders"]["demo_openclip"]["text"] = False
-    tiny["models"] = {"baseline_mlp": TINY["models"]["baseline_mlp"], "weighted_sum": TINY["models"]["weighted_sum"]}
+    tiny["models"] = {
+        "baseline_mlp": TINY["models"]["baseline_mlp"],
+        "weighted_sum": TINY["models"]["weighted_sum"],
+    }
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(tiny))
     done = run_snakemake(tmp_path, "probes", "--dry-run", configfile=config)
     assert done.returncode != 0
-    assert "encoder 'demo_openclip' has no text tower, so it cannot feed model 'weighted_sum'" in done.stdout + done.stderr
+    assert (
+        "encoder 'demo_openclip' has no text tower, so it cannot feed model 'weighted_sum'"
+        in done.stdout + done.stderr
+    )
     assert not (tmp_path / "results").exists()
     tiny["models"] = {"baseline_mlp": TINY["models"]["baseline_mlp"]}
     config.write_text(yaml.safe_dump(tiny))

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from probelab.prompts import average_templates, l2_normalize, mega_vector, readable_name, render_prompts
+from probelab.prompts import (
+    average_templates,
+    l2_normalize,
+    mega_vector,
+    readable_name,
+    render_prompts,
+)
 
 
 def test_readable_names():
@@ -13,8 +19,13 @@ def test_readable_names():
 
 
 def test_render_prompts_is_pathology_by_template_with_literal_braces():
-    prompts = render_prompts(["Mass", "Pleural_Thickening"], ["{pathology}", "x-ray {a} of {pathology}"])
-    assert prompts == [["mass", "x-ray {a} of mass"], ["pleural thickening", "x-ray {a} of pleural thickening"]]
+    prompts = render_prompts(
+        ["Mass", "Pleural_Thickening"], ["{pathology}", "x-ray {a} of {pathology}"]
+    )
+    assert prompts == [
+        ["mass", "x-ray {a} of mass"],
+        ["pleural thickening", "x-ray {a} of pleural thickening"],
+    ]
 
 
 def test_template_without_placeholder_is_refused():

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
 
 pytestmark = pytest.mark.workflow
@@ -23,7 +22,11 @@ def tiny_config(workdir: Path, **report_changes) -> Path:
     """One demo encoder x the reference and a fusion model x two sizes x two seeds, a few epochs,
     no sentiment track: the smallest matrix with learning curves, seeds and a comparison."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    encoder = dict(config["encoders"]["demo_openclip"], model=str(REPO / config["encoders"]["demo_openclip"]["model"]), num_workers=0)
+    encoder = dict(
+        config["encoders"]["demo_openclip"],
+        model=str(REPO / config["encoders"]["demo_openclip"]["model"]),
+        num_workers=0,
+    )
     models = config["models"]
     for name in ("baseline_mlp", "two_branch_concat"):
         models[name].update(epochs=4, patience=2)
@@ -50,7 +53,9 @@ def planned_jobs(result) -> dict[str, int]:
     if "Nothing to be done" in text:
         return {}
     table = text.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)}
+    return {
+        rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +73,15 @@ def test_tiny_matrix_produces_tables_figures_and_summary(tiny_run):
     metrics = pd.read_csv(report / "metrics.csv", dtype={"n": str})
     runs = metrics.drop_duplicates(["encoder", "model", "n", "seed"])
     assert len(runs) == len(MODELS) * 2 * 2
-    n_train_all = int(pd.read_parquet(workdir / "results/tiny/split.parquet")["split"].eq("train").sum())
+    n_train_all = int(
+        pd.read_parquet(workdir / "results/tiny/split.parquet")["split"].eq("train").sum()
+    )
     assert set(runs.loc[runs["n"] == "all", "n_train"]) == {n_train_all}
 
     ci = pd.read_csv(report / "bootstrap_ci.csv", dtype={"n": str})
     assert set(ci["model"]) == set(MODELS) and (ci["resamples"] == 100).all()
     comparisons = pd.read_csv(report / "comparisons.csv", dtype={"n": str})
-    assert set(zip(comparisons["model"], comparisons["n"])) == {
+    assert set(zip(comparisons["model"], comparisons["n"], strict=True)) == {
         (model, n) for model in ("two_branch_concat",) for n in ("20", "all")
     }
     for figure in FIGURES:
@@ -82,11 +89,22 @@ def test_tiny_matrix_produces_tables_figures_and_summary(tiny_run):
             assert (report / f"{figure}.{kind}").stat().st_size > 5_000
 
     summary = (report / "summary.md").read_text()
-    for heading in ("## Headline", "## Paired comparisons against baseline_mlp", "## Figures", "## Data",
-                    "## Encoders and weights", "## Provenance", "## Caveats"):
+    for heading in (
+        "## Headline",
+        "## Paired comparisons against baseline_mlp",
+        "## Figures",
+        "## Data",
+        "## Encoders and weights",
+        "## Provenance",
+        "## Caveats",
+    ):
         assert heading in summary
-    assert "](learning_curves.png)" in summary and "Label noise" in summary and "Demo data" in summary
-    assert re.search(r"\| demo_openclip \| baseline_mlp \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", summary)
+    assert (
+        "](learning_curves.png)" in summary and "Label noise" in summary and "Demo data" in summary
+    )
+    assert re.search(
+        r"\| demo_openclip \| baseline_mlp \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", summary
+    )
 
 
 def test_snakemake_html_report(tiny_run):
@@ -96,8 +114,11 @@ def test_snakemake_html_report(tiny_run):
     assert result.returncode == 0, result.stderr[-3000:]
     text = html.read_text()
     assert html.stat().st_size > 100_000
-    for caption in ("Test metrics against the number of training images",
-                    "Paired comparisons on the same test images", "The report in one page"):
+    for caption in (
+        "Test metrics against the number of training images",
+        "Paired comparisons on the same test images",
+        "The report in one page",
+    ):
         assert caption in text
 
 
@@ -108,7 +129,9 @@ def test_nothing_to_do_when_nothing_changed(tiny_run):
 
 def test_a_figure_setting_reruns_only_figure_rules(tiny_run):
     workdir, _ = tiny_run
-    changed = tiny_config(workdir, figures={"palette": "deep", "learning_curve_metrics": ["auroc", "f1"]})
+    changed = tiny_config(
+        workdir, figures={"palette": "deep", "learning_curve_metrics": ["auroc", "f1"]}
+    )
     jobs = planned_jobs(run_snakemake(workdir, "--dry-run", configfile=changed))
     assert jobs and set(jobs) - {"all"} == {f"figure_{name}" for name in FIGURES}
 
@@ -130,5 +153,7 @@ def test_a_figure_is_redrawn_without_touching_a_model(tiny_run):
     result = run_snakemake(workdir, "figure_auroc_heatmap", configfile=config)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (report / "auroc_heatmap.svg").exists()
-    assert re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M) == ["figure_auroc_heatmap"]
+    assert re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M) == [
+        "figure_auroc_heatmap"
+    ]
     assert {path: path.stat().st_mtime_ns for path in models} == before

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import SHARED_DATA
+
 from probelab.sentiment import SentimentDataError
 from probelab.sentiment.data import data_hash, input_files, load_splits
 from probelab.sentiment.demo import generate_reviews, write_demo_reviews
@@ -14,9 +14,14 @@ from probelab.sentiment.demo import generate_reviews, write_demo_reviews
 ROTTEN_TOMATOES = SHARED_DATA / "rotten_tomatoes"
 
 
-def local_data(path: Path, text_column: str = "text", label_column: str = "label", **splits: str) -> dict:
+def local_data(
+    path: Path, text_column: str = "text", label_column: str = "label", **splits: str
+) -> dict:
     return {
-        "source": "local", "path": str(path), "text_column": text_column, "label_column": label_column,
+        "source": "local",
+        "path": str(path),
+        "text_column": text_column,
+        "label_column": label_column,
         "splits": {"train": "train", "validation": "validation", "test": "test", **splits},
         "label_names": ["negative", "positive"],
     }
@@ -28,7 +33,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def review_rows(n: int, text: str = "text", label: str = "label") -> list[dict]:
-    return [{text: f"a review number {i} , {'good' if i % 2 else 'bad'}", label: i % 2, "extra": i} for i in range(n)]
+    return [
+        {text: f"a review number {i} , {'good' if i % 2 else 'bad'}", label: i % 2, "extra": i}
+        for i in range(n)
+    ]
 
 
 def test_demo_reviews_are_deterministic_balanced_and_not_bag_of_words():
@@ -39,25 +47,35 @@ def test_demo_reviews_are_deterministic_balanced_and_not_bag_of_words():
     texts = " ".join(r["text"] for r in rows)
     assert " but " in texts and " not " in texts and "although" in texts
     noisy = generate_reviews(400, label_noise=0.25, seed=3)
-    flipped = sum(a["label"] != b["label"] for a, b in zip(rows, noisy))
+    flipped = sum(a["label"] != b["label"] for a, b in zip(rows, noisy, strict=True))
     assert 50 <= flipped <= 150
 
 
 def test_demo_reviews_written_as_splits(tmp_path: Path):
     sizes = write_demo_reviews(tmp_path, 100, 0.2, 0.1, 0.05, seed=0)
     assert sizes == {"train": 70, "validation": 20, "test": 10}
-    demo = {"source": "demo", "path": None, "text_column": "ignored", "label_column": "ignored",
-            "splits": {"train": "x", "validation": "y", "test": "z"}, "label_names": ["negative", "positive"]}
+    demo = {
+        "source": "demo",
+        "path": None,
+        "text_column": "ignored",
+        "label_column": "ignored",
+        "splits": {"train": "x", "validation": "y", "test": "z"},
+        "label_names": ["negative", "positive"],
+    }
     splits = load_splits(demo, tmp_path)
     assert {split: len(splits[split]) for split in splits} == sizes
-    assert input_files(demo, tmp_path) == [str(tmp_path / f"{s}.jsonl") for s in ("train", "validation", "test")]
+    assert input_files(demo, tmp_path) == [
+        str(tmp_path / f"{s}.jsonl") for s in ("train", "validation", "test")
+    ]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_local_folder_with_renamed_columns_and_split_names(tmp_path: Path, suffix: str):
     names = {"train": "tr", "validation": "dev", "test": "held_out"}
     for split, stem in names.items():
-        frame = pd.DataFrame(review_rows(6 if split == "train" else 4, text="sentence", label="polarity"))
+        frame = pd.DataFrame(
+            review_rows(6 if split == "train" else 4, text="sentence", label="polarity")
+        )
         path = tmp_path / f"{stem}{suffix}"
         if suffix == ".jsonl":
             frame.to_json(path, orient="records", lines=True)
@@ -71,7 +89,9 @@ def test_local_folder_with_renamed_columns_and_split_names(tmp_path: Path, suffi
     assert len(splits["train"]) == 6 and len(splits["test"]) == 4
     assert list(splits["validation"]["label"]) == [0, 1, 0, 1]
     assert list(splits["train"]["text"])[1] == "a review number 1 , good"
-    assert input_files(data, tmp_path / "unused") == [str(tmp_path / f"{names[s]}{suffix}") for s in names]
+    assert input_files(data, tmp_path / "unused") == [
+        str(tmp_path / f"{names[s]}{suffix}") for s in names
+    ]
 
 
 def three_splits(folder: Path, train: list[dict]) -> None:
@@ -81,28 +101,42 @@ def three_splits(folder: Path, train: list[dict]) -> None:
 
 
 def test_label_outside_0_1_names_file_and_row(tmp_path: Path):
-    rows = [{"text": "fine", "label": 1}, {"text": "awful", "label": 0}, {"text": "meh", "label": 2}]
+    rows = [
+        {"text": "fine", "label": 1},
+        {"text": "awful", "label": 0},
+        {"text": "meh", "label": 2},
+    ]
     three_splits(tmp_path, rows)
-    with pytest.raises(SentimentDataError, match=r"train\.jsonl row 3 has label 2 in column 'label'; expected 0"):
+    with pytest.raises(
+        SentimentDataError, match=r"train\.jsonl row 3 has label 2 in column 'label'; expected 0"
+    ):
         load_splits(local_data(tmp_path), tmp_path)
 
 
 def test_missing_split_names_the_split_and_expected_files(tmp_path: Path):
     write_jsonl(tmp_path / "train.jsonl", review_rows(4))
     write_jsonl(tmp_path / "test.jsonl", review_rows(4))
-    with pytest.raises(SentimentDataError, match=r"no file for split 'validation'; expected validation\.jsonl"):
+    with pytest.raises(
+        SentimentDataError, match=r"no file for split 'validation'; expected validation\.jsonl"
+    ):
         load_splits(local_data(tmp_path), tmp_path)
 
 
 def test_empty_text_names_file_and_row(tmp_path: Path):
     three_splits(tmp_path, [{"text": "fine", "label": 1}, {"text": "   ", "label": 0}])
-    with pytest.raises(SentimentDataError, match=r"train\.jsonl row 2 has an empty or missing text in column 'text'"):
+    with pytest.raises(
+        SentimentDataError,
+        match=r"train\.jsonl row 2 has an empty or missing text in column 'text'",
+    ):
         load_splits(local_data(tmp_path), tmp_path)
 
 
 def test_missing_column_names_the_config_key(tmp_path: Path):
     three_splits(tmp_path, review_rows(4))
-    with pytest.raises(SentimentDataError, match=r"has no column 'sentence' \(config key sentiment\.data\.text_column\)"):
+    with pytest.raises(
+        SentimentDataError,
+        match=r"has no column 'sentence' \(config key sentiment\.data\.text_column\)",
+    ):
         load_splits(local_data(tmp_path, text_column="sentence"), tmp_path)
 
 

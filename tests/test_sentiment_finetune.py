@@ -25,7 +25,11 @@ def test_compute_metrics_takes_the_argmax_of_the_logits():
 
 def test_undefined_precision_is_zero_and_rows_follow_the_report_format():
     values = binary_metrics(np.array([0, 1, 1]), np.array([0, 0, 0]))
-    assert values["precision"] == 0.0 and values["recall"] == 0.0 and values["accuracy"] == pytest.approx(1 / 3)
+    assert (
+        values["precision"] == 0.0
+        and values["recall"] == 0.0
+        and values["accuracy"] == pytest.approx(1 / 3)
+    )
     rows = metric_rows("test", values)
     assert [row["metric"] for row in rows] == ["accuracy", "precision", "recall", "f1"]
     assert {row["split"] for row in rows} == {"test"}
@@ -34,5 +38,7 @@ def test_undefined_precision_is_zero_and_rows_follow_the_report_format():
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed")
 def test_report_to_an_integration_that_is_not_installed_is_refused():
     check_report_to(["none"])
-    with pytest.raises(SentimentDataError, match=r"asks for 'wandb', but the Python package wandb is not installed"):
+    with pytest.raises(
+        SentimentDataError, match=r"asks for 'wandb', but the Python package wandb is not installed"
+    ):
         check_report_to(["wandb"])

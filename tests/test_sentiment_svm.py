@@ -9,7 +9,13 @@ import pytest
 
 from probelab.config import ConfigError, load_config
 from probelab.sentiment.features import TextFeatures, write_text_features
-from probelab.sentiment.svm import grid_search, kernel_cache_mb, parameter_grid, plain_search, precomputed_search
+from probelab.sentiment.svm import (
+    grid_search,
+    kernel_cache_mb,
+    parameter_grid,
+    plain_search,
+    precomputed_search,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +51,9 @@ def test_precomputed_search_matches_gridsearchcv(scoring: str):
     assert fast.best_score == pytest.approx(plain.best_score, abs=1e-12)
     columns = [c for c in plain.cv_results.columns if c.endswith("test_score")]
     assert list(fast.cv_results["params"]) == list(plain.cv_results["params"])
-    np.testing.assert_allclose(fast.cv_results[columns].to_numpy(float), plain.cv_results[columns].to_numpy(float))
+    np.testing.assert_allclose(
+        fast.cv_results[columns].to_numpy(float), plain.cv_results[columns].to_numpy(float)
+    )
 
 
 def test_svm_step_takes_its_grid_from_the_config(tmp_path: Path):
@@ -54,10 +62,25 @@ def test_svm_step_takes_its_grid_from_the_config(tmp_path: Path):
     config = tmp_path / "config.yaml"
     config.write_text((REPO / "config.yaml").read_text())
     config_data = load_config(config)
-    svm = {**config_data["sentiment"]["svm"], "C": [0.5, 2.0], "kernel": ["rbf"], "gamma": [0.1, "scale"], "folds": 2}
+    svm = {
+        **config_data["sentiment"]["svm"],
+        "C": [0.5, 2.0],
+        "kernel": ["rbf"],
+        "gamma": [0.1, "scale"],
+        "folds": 2,
+    }
     X, y = separable_enough(60)
-    attrs = {"dataset": "d", "model": "m", "model_id": "x", "weights": "w", "pooling": "cls", "max_length": 16,
-             "dtype": "float32", "data_hash": "h", "embedding_dim": X.shape[1]}
+    attrs = {
+        "dataset": "d",
+        "model": "m",
+        "model_id": "x",
+        "weights": "w",
+        "pooling": "cls",
+        "max_length": 16,
+        "dtype": "float32",
+        "data_hash": "h",
+        "embedding_dim": X.shape[1],
+    }
     cache = TextFeatures(
         features={"train": X, "validation": X[:20], "test": X[20:40]},
         labels={"train": y, "validation": y[:20], "test": y[20:40]},
@@ -65,12 +88,22 @@ def test_svm_step_takes_its_grid_from_the_config(tmp_path: Path):
         attrs=attrs,
     )
     write_text_features(tmp_path / "f.h5", cache)
-    result = run_svm(tmp_path / "f.h5", {"model": "m", "pooling": "cls"}, svm, tmp_path / "out/metrics.json",
-                     tmp_path / "out/cv_results.csv", tmp_path / "out/model.joblib", threads=1)
+    result = run_svm(
+        tmp_path / "f.h5",
+        {"model": "m", "pooling": "cls"},
+        svm,
+        tmp_path / "out/metrics.json",
+        tmp_path / "out/cv_results.csv",
+        tmp_path / "out/model.joblib",
+        threads=1,
+    )
     cv = pd.read_csv(tmp_path / "out/cv_results.csv")
     assert sorted(json.loads(p)["C"] for p in cv["params"]) == [0.5, 0.5, 2.0, 2.0]
     assert {json.loads(p)["gamma"] for p in cv["params"]} == {0.1, "scale"}
-    assert [c for c in cv.columns if c.startswith("split")] == ["split0_test_score", "split1_test_score"]
+    assert [c for c in cv.columns if c.startswith("split")] == [
+        "split0_test_score",
+        "split1_test_score",
+    ]
     assert result["best_params"]["kernel"] == "rbf" and result["folds"] == 2
     written = json.loads((tmp_path / "out/metrics.json").read_text())
     assert written["method"] == "svm" and written["model"] == "m" and written["dataset"] == "d"

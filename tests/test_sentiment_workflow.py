@@ -7,7 +7,6 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
 
 DATASET = "tiny_reviews"
@@ -24,8 +23,14 @@ def tiny_config(tmp_path: Path, **sentiment: object) -> Path:
         "inspect": {"n_samples": 2},
         "features": {"max_length": 32, "batch_size": 16, "threads": 1},
         "svm": {"C": [1], "kernel": ["linear", "rbf"], "folds": 2, "n_jobs": 1},
-        "finetune": {"max_steps": 2, "batch_size": 8, "eval_batch_size": 32, "max_length": 32, "logging_steps": 1,
-                     "threads": 1},
+        "finetune": {
+            "max_steps": 2,
+            "batch_size": 8,
+            "eval_batch_size": 32,
+            "max_length": 32,
+            "logging_steps": 1,
+            "threads": 1,
+        },
         **sentiment,
     }
     path = tmp_path / "config.yaml"
@@ -47,7 +52,10 @@ def test_sentiment_track_runs_end_to_end(tmp_path: Path):
 
     inspect = json.loads((out / "inspect/minilm.json").read_text())
     assert len(inspect["samples"]) == 2 and inspect["samples"][0]["tokens"][0] == "[CLS]"
-    assert inspect["samples"][0]["cls_size"] == 384 and inspect["batch"]["last_hidden_state_shape"][2] == 384
+    assert (
+        inspect["samples"][0]["cls_size"] == 384
+        and inspect["batch"]["last_hidden_state_shape"][2] == 384
+    )
     assert inspect["batch"]["hidden_states"] == 7  # embeddings + 6 layers
 
     with h5py.File(out / "features/minilm.h5") as h5:
@@ -57,13 +65,23 @@ def test_sentiment_track_runs_end_to_end(tmp_path: Path):
     rows = {"svm": None, "finetune": None}
     for method in rows:
         metrics = json.loads((out / method / "minilm/metrics.json").read_text())
-        assert metrics["method"] == method and metrics["model"] == "minilm" and metrics["dataset"] == DATASET
+        assert (
+            metrics["method"] == method
+            and metrics["model"] == "minilm"
+            and metrics["dataset"] == DATASET
+        )
         assert {(r["split"], r["metric"]) for r in metrics["metrics"]} == {
-            (s, m) for s in ("validation", "test") for m in ("accuracy", "precision", "recall", "f1")
+            (s, m)
+            for s in ("validation", "test")
+            for m in ("accuracy", "precision", "recall", "f1")
         }
         rows[method] = metrics
-    assert len((out / "svm/minilm/cv_results.csv").read_text().splitlines()) == 3  # header + 2 candidates
-    assert rows["finetune"]["steps_run"] == 2 and rows["finetune"]["best_checkpoint"] == "checkpoint-2"
+    assert (
+        len((out / "svm/minilm/cv_results.csv").read_text().splitlines()) == 3
+    )  # header + 2 candidates
+    assert (
+        rows["finetune"]["steps_run"] == 2 and rows["finetune"]["best_checkpoint"] == "checkpoint-2"
+    )
     assert (out / "finetune/minilm/model/config.json").is_file()
     config = json.loads((out / "finetune/minilm/model/config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
@@ -78,7 +96,9 @@ def test_sentiment_track_runs_end_to_end(tmp_path: Path):
 
 @pytest.mark.workflow
 def test_disabled_sentiment_target_is_empty(tmp_path: Path):
-    result = run_snakemake(tmp_path, "sentiment", "-n", configfile=tiny_config(tmp_path, enabled=False))
+    result = run_snakemake(
+        tmp_path, "sentiment", "-n", configfile=tiny_config(tmp_path, enabled=False)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not re.search(r"rule sentiment_\w+:", result.stdout + result.stderr)
 
@@ -88,6 +108,12 @@ def test_sentiment_rules_lint_clean(tmp_path: Path):
     result = run_snakemake(tmp_path, "--lint", configfile=tiny_config(tmp_path))
     lint = result.stdout + result.stderr
     assert "Lints for" in lint or "Congratulations" in lint, lint[-3000:]  # the linter did run
-    for rule in ("sentiment_explore", "sentiment_inspect", "sentiment_text_features", "sentiment_svm",
-                 "sentiment_finetune", "sentiment_demo_data"):
+    for rule in (
+        "sentiment_explore",
+        "sentiment_inspect",
+        "sentiment_text_features",
+        "sentiment_svm",
+        "sentiment_finetune",
+        "sentiment_demo_data",
+    ):
         assert f"rule {rule}" not in lint.lower(), lint[-3000:]

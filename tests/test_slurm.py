@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PATHOLOGIES, REPO, SNAKEMAKE, tiny_cohort
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -42,9 +41,13 @@ def slurm_skip_reason() -> str | None:
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[dev]')"
     if shutil.which("sinfo") is None:
-        return "no SLURM client here (sinfo not found); tools/slurm/up.sh starts a local SLURM as root"
+        return (
+            "no SLURM client here (sinfo not found); tools/slurm/up.sh starts a local SLURM as root"
+        )
     try:
-        answer = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+        answer = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10
+        )
     except subprocess.TimeoutExpired:
         return "sinfo did not answer within 10 s"
     if answer.returncode != 0:
@@ -98,7 +101,9 @@ def test_every_rule_that_runs_a_script_declares_what_a_scheduler_needs():
             continue  # a target rule: no job is submitted for it
         lacking = [key for key in REQUIRED if key not in directives]
         resources = re.search(r"^(\s*)resources:\n((?:\1\s+.*\n?)*)", block, re.M)
-        lacking += [key for key in REQUIRED_RESOURCES if not resources or f"{key}=" not in resources[2]]
+        lacking += [
+            key for key in REQUIRED_RESOURCES if not resources or f"{key}=" not in resources[2]
+        ]
         if lacking:
             missing[name] = lacking
     assert not missing, f"rules lacking what a cluster run needs: {missing}"
@@ -107,10 +112,14 @@ def test_every_rule_that_runs_a_script_declares_what_a_scheduler_needs():
 def test_slurm_profile_names_real_options_and_rules():
     from snakemake.cli import get_argument_parser
 
-    options = {option for action in get_argument_parser()._actions for option in action.option_strings}
+    options = {
+        option for action in get_argument_parser()._actions for option in action.option_strings
+    }
     profile = yaml.safe_load(PROFILE.read_text())
     assert profile["executor"] == "slurm"
-    assert not {f"--{key}" for key in profile} - options, "profiles/slurm names options snakemake does not know"
+    assert not {f"--{key}" for key in profile} - options, (
+        "profiles/slurm names options snakemake does not know"
+    )
     rules = set(rule_blocks())
     grouped = {entry.split("=")[0] for entry in profile["groups"]}
     assert set(profile["set-resources"]) | grouped <= rules
@@ -157,12 +166,23 @@ def start_snakemake(workdir: Path, config: Path, *options: str) -> subprocess.Po
     """Start `snakemake cohort` in workdir under `timeout`; output goes to workdir/snakemake.out."""
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
-        "timeout", "-k", "10", str(RUN_LIMIT), str(SNAKEMAKE), "cohort", *options,
-        "-s", str(REPO / "Snakefile"), "--configfile", str(config),
-    ]  # fmt: skip
+        "timeout",
+        "-k",
+        "10",
+        str(RUN_LIMIT),
+        str(SNAKEMAKE),
+        "cohort",
+        *options,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(config),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
     output = (workdir / "snakemake.out").open("w")
-    return subprocess.Popen(command, cwd=workdir, stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        command, cwd=workdir, stdout=output, stderr=subprocess.STDOUT, text=True, env=env
+    )
 
 
 def finish(process: subprocess.Popen, workdir: Path) -> tuple[int, str]:
@@ -174,8 +194,11 @@ def slurm_jobs(job_ids: list[str]) -> dict[str, tuple[str, str]]:
     """job id -> (comment, state) as squeue shows them (finished jobs stay for MinJobAge)."""
     listing = subprocess.run(
         ["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%k|%T"],
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     rows = [line.split("|") for line in listing.stdout.split()]
     return {job_id: (comment, state) for job_id, comment, state in rows}
 
@@ -193,14 +216,19 @@ def test_cohort_stage_through_slurm_matches_local_run_and_a_failing_job_fails(tm
     table = broken / "Data_Entry_2017_v2020.csv"
     lines = table.read_text().splitlines()
     drop = lines[0].split(",").index("Patient ID")
-    table.write_text("\n".join(",".join(v for i, v in enumerate(line.split(",")) if i != drop) for line in lines) + "\n")
+    table.write_text(
+        "\n".join(",".join(v for i, v in enumerate(line.split(",")) if i != drop) for line in lines)
+        + "\n"
+    )
     broken_config = cohort_config(tmp_path / "broken.yaml", broken)
 
     profile = slurm_test_profile(tmp_path)
     # Both SLURM runs at once (they share nothing), the local reference run meanwhile.
     on_slurm = start_snakemake(tmp_path / "slurm", config, "--profile", str(profile))
     failing = start_snakemake(tmp_path / "failing", broken_config, "--profile", str(profile))
-    local_code, local_log = finish(start_snakemake(tmp_path / "local", config, "--cores", "2"), tmp_path / "local")
+    local_code, local_log = finish(
+        start_snakemake(tmp_path / "local", config, "--cores", "2"), tmp_path / "local"
+    )
     slurm_code, slurm_log = finish(on_slurm, tmp_path / "slurm")
     failing_code, failing_log = finish(failing, tmp_path / "failing")
 
@@ -211,12 +239,19 @@ def test_cohort_stage_through_slurm_matches_local_run_and_a_failing_job_fails(tm
     job_ids = SUBMITTED.findall(slurm_log)
     assert len(job_ids) == 3, slurm_log[-3000:]
     jobs = slurm_jobs(job_ids)
-    assert sorted(comment for comment, _ in jobs.values()) == ["rule_index_images", "rule_split", "rule_subsets_subset"]
+    assert sorted(comment for comment, _ in jobs.values()) == [
+        "rule_index_images",
+        "rule_split",
+        "rule_subsets_subset",
+    ]
     assert {state for _, state in jobs.values()} == {"COMPLETED"}
     assert "localrule index_images" not in slurm_log and "localrule cohort" in slurm_log
 
     # Deterministic outputs are byte-identical to the local run's.
-    local_results, slurm_results = tmp_path / "local" / "results" / "tiny", tmp_path / "slurm" / "results" / "tiny"
+    local_results, slurm_results = (
+        tmp_path / "local" / "results" / "tiny",
+        tmp_path / "slurm" / "results" / "tiny",
+    )
     outputs = ["index.parquet", "index_counts.json", "split.parquet"]
     outputs += [f"subsets/n{n}/seed{seed}.txt" for n in (8, "all") for seed in (0, 1)]
     for name in outputs:
@@ -229,5 +264,7 @@ def test_cohort_stage_through_slurm_matches_local_run_and_a_failing_job_fails(tm
     rule_log = (tmp_path / "failing" / "results" / "tiny" / "logs" / "index_images.log").read_text()
     assert "has no column 'Patient ID'" in rule_log
     (failed_id,) = SUBMITTED.findall(failing_log)
-    assert (tmp_path / "failing" / "logs" / "slurm" / "rule_index_images" / f"{failed_id}.log").is_file()
+    assert (
+        tmp_path / "failing" / "logs" / "slurm" / "rule_index_images" / f"{failed_id}.log"
+    ).is_file()
     assert not (tmp_path / "failing" / "results" / "tiny" / "index.parquet").exists()

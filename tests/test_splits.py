@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import NIH_SAMPLE, PATHOLOGIES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import NIH_SAMPLE, PATHOLOGIES
 from probelab.cohort import CohortError, build_index
 from probelab.splits import official_split, random_split
 
@@ -19,7 +19,9 @@ def synthetic_index(n_patients: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     per_patient = rng.geometric(0.4, size=n_patients)  # many single-visit, a few long follow-ups
     patients = np.repeat([f"p{i}" for i in range(n_patients)], per_patient)
-    return pd.DataFrame({"image_id": [f"img{i}" for i in range(len(patients))], "patient_id": patients})
+    return pd.DataFrame(
+        {"image_id": [f"img{i}" for i in range(len(patients))], "patient_id": patients}
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -44,7 +46,9 @@ def test_random_split_fractions_and_determinism():
 
 def test_official_split_uses_lists_and_carves_val_by_patient(nih_cohort):
     index, _ = build_index(nih_cohort, PATHOLOGIES)
-    split = official_split(index, nih_cohort / "train_val_list.txt", nih_cohort / "test_list.txt", 0.25, 0)
+    split = official_split(
+        index, nih_cohort / "train_val_list.txt", nih_cohort / "test_list.txt", 0.25, 0
+    )
     test_ids = set((nih_cohort / "test_list.txt").read_text().split())
     assert set(split.loc[split["split"] == "test", "image_id"]) == test_ids & set(index["image_id"])
     assert split.groupby("patient_id")["split"].nunique().max() == 1
@@ -56,7 +60,9 @@ def test_official_split_refuses_unlisted_image(nih_cohort):
     lines = (nih_cohort / "test_list.txt").read_text().split()
     (nih_cohort / "test_list.txt").write_text("\n".join(lines[1:]) + "\n")
     with pytest.raises(CohortError, match=f"image '{lines[0]}' .* is in neither"):
-        official_split(index, nih_cohort / "train_val_list.txt", nih_cohort / "test_list.txt", 0.2, 0)
+        official_split(
+            index, nih_cohort / "train_val_list.txt", nih_cohort / "test_list.txt", 0.2, 0
+        )
 
 
 def test_official_split_refuses_patient_in_both_lists(nih_cohort):
@@ -66,7 +72,9 @@ def test_official_split_refuses_patient_in_both_lists(nih_cohort):
     (nih_cohort / "train_val_list.txt").write_text("\n".join(train_val[1:]) + "\n")
     (nih_cohort / "test_list.txt").write_text("\n".join(test + train_val[:1]) + "\n")
     with pytest.raises(CohortError, match="has images in both"):
-        official_split(index, nih_cohort / "train_val_list.txt", nih_cohort / "test_list.txt", 0.2, 0)
+        official_split(
+            index, nih_cohort / "train_val_list.txt", nih_cohort / "test_list.txt", 0.2, 0
+        )
 
 
 def test_empty_split_is_reported():
@@ -79,8 +87,12 @@ def test_empty_split_is_reported():
 @pytest.mark.skipif(not NIH_SAMPLE.is_dir(), reason="../shared/data/nih_cxr14_sample is absent")
 def test_real_nih_sample_official_split():
     index, _ = build_index(NIH_SAMPLE, ["Cardiomegaly", "Effusion"])
-    split = official_split(index, NIH_SAMPLE / "train_val_list.txt", NIH_SAMPLE / "test_list.txt", 0.125, 0)
+    split = official_split(
+        index, NIH_SAMPLE / "train_val_list.txt", NIH_SAMPLE / "test_list.txt", 0.125, 0
+    )
     official_test = set((NIH_SAMPLE / "test_list.txt").read_text().split())
     assert len(split) == 207
-    assert set(split.loc[split["split"] == "test", "image_id"]) == official_test & set(index["image_id"])
+    assert set(split.loc[split["split"] == "test", "image_id"]) == official_test & set(
+        index["image_id"]
+    )
     assert split.groupby("patient_id")["split"].nunique().max() == 1

@@ -30,8 +30,12 @@ def test_exact_size_unique_and_from_train(n):
 
 def test_deterministic_by_seed():
     train = imbalanced_train()
-    assert balanced_subset(train, PATHOLOGIES, 100, 1) == balanced_subset(train, PATHOLOGIES, 100, 1)
-    assert balanced_subset(train, PATHOLOGIES, 100, 1) != balanced_subset(train, PATHOLOGIES, 100, 2)
+    assert balanced_subset(train, PATHOLOGIES, 100, 1) == balanced_subset(
+        train, PATHOLOGIES, 100, 1
+    )
+    assert balanced_subset(train, PATHOLOGIES, 100, 1) != balanced_subset(
+        train, PATHOLOGIES, 100, 2
+    )
 
 
 def test_balances_rare_pathologies_and_no_finding_share():
@@ -50,5 +54,8 @@ def test_all_is_the_whole_training_split():
 
 
 def test_size_larger_than_training_split():
-    with pytest.raises(CohortError, match=r"subset size 51 \(config key 'subsets.sizes'\) does not fit the training split \(50 images\)"):
+    with pytest.raises(
+        CohortError,
+        match=r"subset size 51 \(config key 'subsets.sizes'\) does not fit the training split \(50 images\)",
+    ):
         balanced_subset(imbalanced_train(50), PATHOLOGIES, 51, 0)

@@ -3,6 +3,7 @@ stopping with best-epoch restore, NaN detection, schedules, and the two non-neur
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -75,9 +76,16 @@ def fit(model: str, problem: dict[str, np.ndarray], seed: int = 0, **overrides):
     params = {**(LINEAR if model == "linear_probe" else HEAD), **overrides}
     features = {split: problem[f"x_{split}"] for split in ("train", "val", "test")}
     return fit_and_freeze(
-        model, params, TRAINING, features, problem["y_train"], problem["y_val"],
-        seed=seed, run_name=f"test/{model}", prompts=prompts_for(problem),
-    )  # fmt: skip
+        model,
+        params,
+        TRAINING,
+        features,
+        problem["y_train"],
+        problem["y_val"],
+        seed=seed,
+        run_name=f"test/{model}",
+        prompts=prompts_for(problem),
+    )
 
 
 def macro_auroc(truth: np.ndarray, scores: np.ndarray) -> float:
@@ -85,8 +93,12 @@ def macro_auroc(truth: np.ndarray, scores: np.ndarray) -> float:
     return next(r["value"] for r in rows if r["metric"] == "auroc" and r["pathology"] == "macro")
 
 
-@pytest.mark.parametrize("model", ["baseline_mlp", "two_branch_concat", "weighted_sum", "linear_probe", "zero_shot"])
-def test_every_model_beats_the_all_negative_baseline(model: str, problem: dict[str, np.ndarray]) -> None:
+@pytest.mark.parametrize(
+    "model", ["baseline_mlp", "two_branch_concat", "weighted_sum", "linear_probe", "zero_shot"]
+)
+def test_every_model_beats_the_all_negative_baseline(
+    model: str, problem: dict[str, np.ndarray]
+) -> None:
     run = fit(model, problem)
     all_negative = macro_auroc(problem["y_test"], np.zeros_like(problem["y_test"], dtype=float))
     assert all_negative == pytest.approx(0.5)
@@ -95,8 +107,12 @@ def test_every_model_beats_the_all_negative_baseline(model: str, problem: dict[s
     assert run.thresholds.shape == (P,)
 
 
-@pytest.mark.parametrize("model", ["baseline_mlp", "two_branch_concat", "weighted_sum", "linear_probe"])
-def test_same_seed_gives_identical_results_and_another_seed_does_not(model: str, problem: dict[str, np.ndarray]) -> None:
+@pytest.mark.parametrize(
+    "model", ["baseline_mlp", "two_branch_concat", "weighted_sum", "linear_probe"]
+)
+def test_same_seed_gives_identical_results_and_another_seed_does_not(
+    model: str, problem: dict[str, np.ndarray]
+) -> None:
     first, second = fit(model, problem, seed=3), fit(model, problem, seed=3)
     np.testing.assert_array_equal(first.val_probs, second.val_probs)
     np.testing.assert_array_equal(first.test_probs, second.test_probs)
@@ -129,22 +145,42 @@ def test_best_epoch_is_restored_after_overfitting(problem: dict[str, np.ndarray]
     x_train, y_train, x_val, y_val = tensors(problem, n_train=24)
     params = {**HEAD, "hidden": [64], "lr": 0.05}
     result = train_head(
-        "baseline_mlp", params, settings(lr=0.05, epochs=40, patience=100, scheduler="none", noise_std=0.0),
-        x_train, y_train, x_val, y_val, seed=0, run_name="overfit",
-    )  # fmt: skip
+        "baseline_mlp",
+        params,
+        settings(lr=0.05, epochs=40, patience=100, scheduler="none", noise_std=0.0),
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        seed=0,
+        run_name="overfit",
+    )
     val_losses = [h["val_loss"] for h in result.history]
     assert result.epochs_run == 40
-    assert result.best_epoch == int(np.argmin(val_losses)) + 1 < 40, "the setting must overfit for this test to mean anything"
-    restored = torch.nn.functional.binary_cross_entropy_with_logits(predict_logits(result.model, x_val, 64), y_val).item()
+    assert result.best_epoch == int(np.argmin(val_losses)) + 1 < 40, (
+        "the setting must overfit for this test to mean anything"
+    )
+    restored = torch.nn.functional.binary_cross_entropy_with_logits(
+        predict_logits(result.model, x_val, 64), y_val
+    ).item()
     assert restored == pytest.approx(min(val_losses), rel=1e-5)
 
 
-def test_early_stopping_ends_after_patience_epochs_without_improvement(problem: dict[str, np.ndarray]) -> None:
+def test_early_stopping_ends_after_patience_epochs_without_improvement(
+    problem: dict[str, np.ndarray],
+) -> None:
     x_train, y_train, x_val, y_val = tensors(problem, n_train=24)
     result = train_head(
-        "baseline_mlp", {**HEAD, "hidden": [64]}, settings(lr=0.05, epochs=200, patience=3, scheduler="none"),
-        x_train, y_train, x_val, y_val, seed=0, run_name="stop",
-    )  # fmt: skip
+        "baseline_mlp",
+        {**HEAD, "hidden": [64]},
+        settings(lr=0.05, epochs=200, patience=3, scheduler="none"),
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        seed=0,
+        run_name="stop",
+    )
     assert result.epochs_run == result.best_epoch + 3 < 200
 
 
@@ -152,14 +188,29 @@ def test_nan_loss_stops_the_run_naming_run_and_epoch(problem: dict[str, np.ndarr
     x_train, y_train, x_val, y_val = tensors(problem)
     x_train = x_train.clone()
     x_train[5, 2] = float("nan")
-    with pytest.raises(TrainingDivergedError, match=r"run enc/baseline_mlp/n50/seed0: .*NaN.* at epoch 1 "):
-        train_head("baseline_mlp", HEAD, settings(), x_train, y_train, x_val, y_val, seed=0, run_name="enc/baseline_mlp/n50/seed0")
+    with pytest.raises(
+        TrainingDivergedError, match=r"run enc/baseline_mlp/n50/seed0: .*NaN.* at epoch 1 "
+    ):
+        train_head(
+            "baseline_mlp",
+            HEAD,
+            settings(),
+            x_train,
+            y_train,
+            x_val,
+            y_val,
+            seed=0,
+            run_name="enc/baseline_mlp/n50/seed0",
+        )
 
 
 @pytest.mark.parametrize(
     ("scheduler", "check"),
     [
-        ("cosine", lambda lrs: lrs[0] == 0.05 and all(a > b for a, b in zip(lrs, lrs[1:]))),
+        (
+            "cosine",
+            lambda lrs: lrs[0] == 0.05 and all(a > b for a, b in itertools.pairwise(lrs)),
+        ),
         ("none", lambda lrs: set(lrs) == {0.05}),
         ("plateau", lambda lrs: lrs[0] == 0.05 and 0.0125 in lrs),
     ],
@@ -167,9 +218,16 @@ def test_nan_loss_stops_the_run_naming_run_and_epoch(problem: dict[str, np.ndarr
 def test_learning_rate_schedules(scheduler: str, check, problem: dict[str, np.ndarray]) -> None:
     x_train, y_train, x_val, y_val = tensors(problem, n_train=24)
     result = train_head(
-        "baseline_mlp", {**HEAD, "hidden": [64]}, settings(scheduler=scheduler, epochs=20, patience=100, lr=0.05),
-        x_train, y_train, x_val, y_val, seed=0, run_name="lr",
-    )  # fmt: skip
+        "baseline_mlp",
+        {**HEAD, "hidden": [64]},
+        settings(scheduler=scheduler, epochs=20, patience=100, lr=0.05),
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        seed=0,
+        run_name="lr",
+    )
     lrs = [h["lr"] for h in result.history]
     assert check(lrs), lrs
 
@@ -193,26 +251,54 @@ def test_a_lone_last_row_joins_the_previous_batch() -> None:
 def test_training_needs_two_images(problem: dict[str, np.ndarray]) -> None:
     x_train, y_train, x_val, y_val = tensors(problem, n_train=1)
     with pytest.raises(ValueError, match="run tiny: training needs at least 2 images, got 1"):
-        train_head("baseline_mlp", HEAD, settings(), x_train, y_train, x_val, y_val, seed=0, run_name="tiny")
+        train_head(
+            "baseline_mlp",
+            HEAD,
+            settings(),
+            x_train,
+            y_train,
+            x_val,
+            y_val,
+            seed=0,
+            run_name="tiny",
+        )
 
 
-def test_linear_probe_keeps_the_c_with_the_lowest_validation_loss(problem: dict[str, np.ndarray]) -> None:
+def test_linear_probe_keeps_the_c_with_the_lowest_validation_loss(
+    problem: dict[str, np.ndarray],
+) -> None:
     probe, grid = fit_linear_probe(
-        problem["x_train"], problem["y_train"], problem["x_val"], problem["y_val"],
-        c_grid=[1e-4, 0.1, 100.0], standardize=True, balanced=False, max_iter=500, seed=0,
-    )  # fmt: skip
+        problem["x_train"],
+        problem["y_train"],
+        problem["x_val"],
+        problem["y_val"],
+        c_grid=[1e-4, 0.1, 100.0],
+        standardize=True,
+        balanced=False,
+        max_iter=500,
+        seed=0,
+    )
     best = min(grid, key=lambda g: g["val_loss"])
     assert probe.chosen["C"] == best["C"]
     assert [g["C"] for g in grid] == [1e-4, 0.1, 100.0]
 
 
-def test_linear_probe_handles_a_pathology_without_training_positives(problem: dict[str, np.ndarray]) -> None:
+def test_linear_probe_handles_a_pathology_without_training_positives(
+    problem: dict[str, np.ndarray],
+) -> None:
     y_train = problem["y_train"].copy()
     y_train[:, 1] = 0
     probe, _ = fit_linear_probe(
-        problem["x_train"], y_train, problem["x_val"], problem["y_val"],
-        c_grid=[1.0], standardize=False, balanced=True, max_iter=500, seed=0,
-    )  # fmt: skip
+        problem["x_train"],
+        y_train,
+        problem["x_val"],
+        problem["y_val"],
+        c_grid=[1.0],
+        standardize=False,
+        balanced=True,
+        max_iter=500,
+        seed=0,
+    )
     probs = probe.predict_proba(problem["x_test"])
     expected = 0.5 / (len(y_train) + 1.0)  # add-half smoothed prevalence of a never-positive label
     np.testing.assert_allclose(probs[:, 1], expected)
@@ -222,9 +308,16 @@ def test_linear_probe_handles_a_pathology_without_training_positives(problem: di
 def test_zero_shot_is_scaled_cosine_plus_bias() -> None:
     text = np.array([[3.0, 4.0], [0.0, 2.0]])
     images = np.array([[1.0, 0.0], [0.0, 5.0]])
-    scores = zero_shot_map(text, logit_scale=10.0, logit_bias=-2.0, image_dim=2).predict_proba(images)
+    scores = zero_shot_map(text, logit_scale=10.0, logit_bias=-2.0, image_dim=2).predict_proba(
+        images
+    )
     cosines = np.array([[0.6, 0.0], [0.8, 1.0]])
     np.testing.assert_allclose(scores, sigmoid(10.0 * cosines - 2.0))
-    no_bias = zero_shot_map(text, logit_scale=10.0, logit_bias=math.nan, image_dim=2).predict_proba(images)
+    no_bias = zero_shot_map(text, logit_scale=10.0, logit_bias=math.nan, image_dim=2).predict_proba(
+        images
+    )
     np.testing.assert_allclose(no_bias, sigmoid(10.0 * cosines))
-    np.testing.assert_allclose(sigmoid(np.array([0.0, 40.0, -40.0])), [0.5, 1 / (1 + math.exp(-40)), 1 / (1 + math.exp(40))])
+    np.testing.assert_allclose(
+        sigmoid(np.array([0.0, 40.0, -40.0])),
+        [0.5, 1 / (1 + math.exp(-40)), 1 / (1 + math.exp(40))],
+    )

@@ -1,2 +1,3 @@
 """probelab: frozen-feature probes vs fine-tuning, as a Snakemake workflow."""
+
 __version__ = "0.1.0"

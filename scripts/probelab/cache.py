@@ -36,7 +36,14 @@ from probelab.io import atomic_path
 log = logging.getLogger(__name__)
 
 IMAGE_DATASETS = ("image_id", "features", "failed")
-PROMPT_DATASETS = ("pathologies", "templates", "prompts", "per_template", "per_pathology", "mega_vector")
+PROMPT_DATASETS = (
+    "pathologies",
+    "templates",
+    "prompts",
+    "per_template",
+    "per_pathology",
+    "mega_vector",
+)
 # Rows per HDF5 storage chunk of `features`: small enough that reading a subset touches little
 # more than the subset, large enough that a full read is a few hundred I/O calls.
 FEATURE_CHUNK_ROWS = 256
@@ -65,7 +72,9 @@ def plain_value(value: Any) -> Any:
 
 def _same(found: Any, expected: Any) -> bool:
     if isinstance(found, float) and isinstance(expected, float):
-        return (math.isnan(found) and math.isnan(expected)) or math.isclose(found, expected, rel_tol=1e-9)
+        return (math.isnan(found) and math.isnan(expected)) or math.isclose(
+            found, expected, rel_tol=1e-9
+        )
     return found == expected
 
 
@@ -120,7 +129,9 @@ def open_h5(path: str | Path, required: tuple[str, ...], kind: str) -> Any:
     missing = [name for name in required if name not in h5]
     if missing:
         h5.close()
-        raise CacheError(f"{kind} cache {path} lacks the dataset '{missing[0]}', so it is not a probelab {kind} cache.")
+        raise CacheError(
+            f"{kind} cache {path} lacks the dataset '{missing[0]}', so it is not a probelab {kind} cache."
+        )
     return h5
 
 
@@ -153,7 +164,9 @@ def read_image_cache(
     `index_hash`, with embedding dimension `dim` (each check skipped when None)."""
     with open_h5(path, IMAGE_DATASETS, "image") as h5:
         attrs = {key: plain_value(value) for key, value in h5.attrs.items()}
-        check_attrs(path, attrs, {"encoder": encoder, "index_hash": index_hash, "embedding_dim": dim})
+        check_attrs(
+            path, attrs, {"encoder": encoder, "index_hash": index_hash, "embedding_dim": dim}
+        )
         ids = _strings(h5["image_id"])
         failed = np.asarray(h5["failed"][()], dtype=bool)
         features = np.asarray(h5["features"][()], dtype=np.float32)
@@ -161,7 +174,12 @@ def read_image_cache(
         raise CacheError(
             f"image cache {path} is inconsistent: features have shape {features.shape} for {len(ids)} image ids."
         )
-    return ImageCache(image_ids=ids[~failed], features=features[~failed], failed_ids=ids[failed].tolist(), attrs=attrs)
+    return ImageCache(
+        image_ids=ids[~failed],
+        features=features[~failed],
+        failed_ids=ids[failed].tolist(),
+        attrs=attrs,
+    )
 
 
 class ResumableImageCache:
@@ -171,12 +189,28 @@ class ResumableImageCache:
     layout (rows, chunk size, dimension, dtype) are identical, otherwise it is discarded.
     """
 
-    def __init__(self, path: str | Path, attrs: Mapping[str, Any], n_rows: int, chunk_size: int, dim: int, dtype: str):
+    def __init__(
+        self,
+        path: str | Path,
+        attrs: Mapping[str, Any],
+        n_rows: int,
+        chunk_size: int,
+        dim: int,
+        dtype: str,
+    ):
         self.path = Path(path)
         self.partial = self.path.parent / f".{self.path.name}.partial"
         self.n_rows, self.chunk_size, self.dim, self.dtype = n_rows, chunk_size, dim, dtype
-        self.attrs = {key: plain_value(value) for key, value in {**attrs, "probelab_version": __version__}.items()}
-        self.layout = {"n_rows": n_rows, "chunk_size": chunk_size, "embedding_dim": dim, "dtype": dtype}
+        self.attrs = {
+            key: plain_value(value)
+            for key, value in {**attrs, "probelab_version": __version__}.items()
+        }
+        self.layout = {
+            "n_rows": n_rows,
+            "chunk_size": chunk_size,
+            "embedding_dim": dim,
+            "dtype": dtype,
+        }
 
     def _chunk_file(self, start: int) -> Path:
         return self.partial / f"chunk_{start:010d}.npz"
@@ -198,9 +232,17 @@ class ResumableImageCache:
                     row += self.chunk_size
                 row = min(row, self.n_rows)
                 if row:
-                    log.info("resuming %s after %d of %d images (complete chunks found)", self.path, row, self.n_rows)
+                    log.info(
+                        "resuming %s after %d of %d images (complete chunks found)",
+                        self.path,
+                        row,
+                        self.n_rows,
+                    )
                 return row
-            log.warning("discarding partial run in %s: it was started with other settings or another index", self.partial)
+            log.warning(
+                "discarding partial run in %s: it was started with other settings or another index",
+                self.partial,
+            )
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True)
         with atomic_path(meta_file) as tmp:
@@ -210,7 +252,11 @@ class ResumableImageCache:
     def write_chunk(self, start: int, features: np.ndarray, failed: np.ndarray) -> None:
         """Save rows start..start+len(features) as one chunk file, atomically."""
         expected_rows = min(self.chunk_size, self.n_rows - start)
-        if start % self.chunk_size or features.shape != (expected_rows, self.dim) or failed.shape != (expected_rows,):
+        if (
+            start % self.chunk_size
+            or features.shape != (expected_rows, self.dim)
+            or failed.shape != (expected_rows,)
+        ):
             raise ValueError(
                 f"chunk at row {start} has features {features.shape} and failed {failed.shape}, "
                 f"expected ({expected_rows}, {self.dim}) at a multiple of {self.chunk_size}."
@@ -231,7 +277,11 @@ class ResumableImageCache:
         if len(image_ids) != self.n_rows:
             raise ValueError(f"{len(image_ids)} image ids for a cache of {self.n_rows} rows.")
         with atomic_h5(self.path) as h5:
-            h5.create_dataset("image_id", data=np.asarray(image_ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            h5.create_dataset(
+                "image_id",
+                data=np.asarray(image_ids, dtype=object),
+                dtype=h5py.string_dtype("utf-8"),
+            )
             features = h5.create_dataset(
                 "features",
                 shape=(self.n_rows, self.dim),
@@ -242,12 +292,18 @@ class ResumableImageCache:
             for start in range(0, self.n_rows, self.chunk_size):
                 chunk_file = self._chunk_file(start)
                 if not chunk_file.is_file():
-                    raise CacheError(f"chunk file {chunk_file} is missing; the run did not encode rows from {start}.")
+                    raise CacheError(
+                        f"chunk file {chunk_file} is missing; the run did not encode rows from {start}."
+                    )
                 with np.load(chunk_file) as chunk:
                     stop = start + len(chunk["features"])
                     features[start:stop] = chunk["features"]
                     failed[start:stop] = chunk["failed"]
-            for key, value in {**self.attrs, "embedding_dim": self.dim, "dtype": self.dtype}.items():
+            for key, value in {
+                **self.attrs,
+                "embedding_dim": self.dim,
+                "dtype": self.dtype,
+            }.items():
                 h5.attrs[key] = value
         shutil.rmtree(self.partial)
 
@@ -316,7 +372,11 @@ def read_prompt_cache(
         check_attrs(
             path,
             {**attrs, "pathologies": found_pathologies},
-            {"encoder": encoder, "pathologies": list(pathologies) if pathologies is not None else None, "embedding_dim": dim},
+            {
+                "encoder": encoder,
+                "pathologies": list(pathologies) if pathologies is not None else None,
+                "embedding_dim": dim,
+            },
         )
         cache = PromptCache(
             pathologies=found_pathologies,

@@ -22,7 +22,12 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 NIH_ID, NIH_LABELS, NIH_PATIENT = "Image Index", "Finding Labels", "Patient ID"
-NIH_FOLLOW_UP, NIH_VIEW, NIH_AGE, NIH_SEX = "Follow-up #", "View Position", "Patient Age", "Patient Gender"
+NIH_FOLLOW_UP, NIH_VIEW, NIH_AGE, NIH_SEX = (
+    "Follow-up #",
+    "View Position",
+    "Patient Age",
+    "Patient Gender",
+)
 INDEX_COLUMNS = ["image_id", "path", "patient_id", "view", "follow_up", "age", "sex"]
 
 
@@ -106,7 +111,9 @@ def _split_labels(
     return pd.DataFrame({p: sets.map(lambda s, p=p: p in s).astype("int8") for p in pathologies})
 
 
-def read_nih_table(path: Path, pathologies: list[str], no_finding: str = "No Finding") -> pd.DataFrame:
+def read_nih_table(
+    path: Path, pathologies: list[str], no_finding: str = "No Finding"
+) -> pd.DataFrame:
     """Read a NIH label table (2017 or v2020) into index columns, paths not yet resolved."""
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table.columns = [c.strip() for c in table.columns]
@@ -141,7 +148,11 @@ def read_csv_table(
     needed += [columns.label_column] if columns.label_mode == "pipe" else list(pathologies)
     _require_columns(table, needed, path)
     paths = table[columns.path_column].str.strip()
-    ids = table[columns.id_column].str.strip() if columns.id_column else paths.map(lambda p: Path(p).name)
+    ids = (
+        table[columns.id_column].str.strip()
+        if columns.id_column
+        else paths.map(lambda p: Path(p).name)
+    )
     _check_unique_ids(ids, path)
     out = pd.DataFrame(
         {
@@ -155,7 +166,9 @@ def read_csv_table(
         }
     )
     if columns.label_mode == "pipe":
-        labels = _split_labels(table[columns.label_column], columns.label_separator, pathologies, no_finding, path)
+        labels = _split_labels(
+            table[columns.label_column], columns.label_separator, pathologies, no_finding, path
+        )
     else:
         labels = pd.DataFrame(index=table.index)
         for p in pathologies:
@@ -217,7 +230,9 @@ def build_index(
     root = Path(root)
     table_path = root / label_table
     if not table_path.is_file():
-        raise CohortError(f"label table {table_path} (config key 'data.label_table') does not exist.")
+        raise CohortError(
+            f"label table {table_path} (config key 'data.label_table') does not exist."
+        )
     extensions = extensions or [".png", ".jpg", ".jpeg"]
     if fmt == "nih":
         table = read_nih_table(table_path, pathologies, no_finding)
@@ -269,7 +284,7 @@ def build_index(
 
 def index_hash(index: pd.DataFrame) -> str:
     """Identity of the images an index holds: sha256 of its sorted (image_id, path) pairs."""
-    pairs = sorted(zip(index["image_id"].astype(str), index["path"].astype(str)))
+    pairs = sorted(zip(index["image_id"].astype(str), index["path"].astype(str), strict=True))
     digest = hashlib.sha256("".join(f"{i}\t{p}\n" for i, p in pairs).encode())
     return digest.hexdigest()[:16]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema
 import yaml
@@ -24,7 +25,9 @@ def _load_registry(schema_dir: Path) -> Registry:
     resources = []
     for path in sorted(schema_dir.glob("*.schema.yaml")):
         contents = yaml.safe_load(path.read_text())
-        resources.append((path.name, Resource.from_contents(contents, default_specification=_spec())))
+        resources.append(
+            (path.name, Resource.from_contents(contents, default_specification=_spec()))
+        )
     return Registry().with_resources(resources)
 
 
@@ -97,7 +100,6 @@ def check_consistency(config: dict[str, Any]) -> None:
                 f"config key 'split.fractions' is invalid: train + val + test must sum to 1, got {total:g}."
             )
 
-
     demo = config.get("demo", {})
     if demo.get("rgba_fraction", 0) + demo.get("sixteen_bit_fraction", 0) > 1:
         raise ConfigError(
@@ -110,7 +112,9 @@ def load_config(path: str | Path, schema_dir: Path = SCHEMA_DIR) -> dict[str, An
     with open(path) as handle:
         config = yaml.safe_load(handle) or {}
     if not isinstance(config, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(config).__name__}.")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys, got {type(config).__name__}."
+        )
     return validate_config(config, schema_dir)
 
 

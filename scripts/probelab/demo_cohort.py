@@ -18,9 +18,9 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -50,10 +50,21 @@ TEST_LIST = "test_list.txt"
 # --- The cohort model. These numbers describe the synthetic world, not user choices. ---
 # Relative frequency of each finding among abnormal images: NIH's own label counts.
 NIH_FINDING_WEIGHTS = {
-    "Infiltration": 19894, "Effusion": 13317, "Atelectasis": 11559, "Nodule": 6331, "Mass": 5782,
-    "Pneumothorax": 5302, "Consolidation": 4667, "Pleural_Thickening": 3385, "Cardiomegaly": 2776,
-    "Emphysema": 2516, "Edema": 2303, "Fibrosis": 1686, "Pneumonia": 1431, "Hernia": 227,
-}  # fmt: skip
+    "Infiltration": 19894,
+    "Effusion": 13317,
+    "Atelectasis": 11559,
+    "Nodule": 6331,
+    "Mass": 5782,
+    "Pneumothorax": 5302,
+    "Consolidation": 4667,
+    "Pleural_Thickening": 3385,
+    "Cardiomegaly": 2776,
+    "Emphysema": 2516,
+    "Edema": 2303,
+    "Fibrosis": 1686,
+    "Pneumonia": 1431,
+    "Hernia": 227,
+}
 # P(also finding B | primary finding A): the clinically familiar clusters (heart failure:
 # cardiomegaly + effusion + edema; pneumonia with infiltrates; emphysema with pneumothorax, ...).
 CO_OCCURRENCE = {
@@ -110,7 +121,11 @@ def _finding_weights(pathologies: list[str]) -> np.ndarray:
 def _draw_findings(
     rng: np.random.Generator, pathologies: list[str], weights: np.ndarray, chronic: int
 ) -> set[str]:
-    primary = chronic if rng.random() < CHRONIC_PROBABILITY else int(rng.choice(len(pathologies), p=weights))
+    primary = (
+        chronic
+        if rng.random() < CHRONIC_PROBABILITY
+        else int(rng.choice(len(pathologies), p=weights))
+    )
     findings = {pathologies[primary]}
     for other, probability in CO_OCCURRENCE.get(pathologies[primary], {}).items():
         if other in pathologies and rng.random() < probability:
@@ -145,8 +160,12 @@ def draw_label_table(
         age = int(np.clip(round(rng.normal(AGE_MEAN, AGE_SD)), 1, 95))
         for follow_up in range(count):
             abnormal = bool(rng.random() < propensity)
-            image_findings = _draw_findings(rng, pathologies, weights, chronic) if abnormal else set()
-            spacing = rng.choice(NIH_SPACINGS_MM, p=NIH_SPACING_WEIGHTS) * DETECTOR_PIXELS / image_size
+            image_findings = (
+                _draw_findings(rng, pathologies, weights, chronic) if abnormal else set()
+            )
+            spacing = (
+                rng.choice(NIH_SPACINGS_MM, p=NIH_SPACING_WEIGHTS) * DETECTOR_PIXELS / image_size
+            )
             rows.append(
                 {
                     "Image Index": f"{patient:08d}_{follow_up:03d}.png",
@@ -279,7 +298,9 @@ class Canvas:
         distance = np.hypot(self.x - cx, self.y - cy)
         return _soft(radius - distance, max(self.px, 0.25 * radius))
 
-    def point_in_lung(self, side: int, low: float = -0.5, high: float = 0.35) -> tuple[float, float]:
+    def point_in_lung(
+        self, side: int, low: float = -0.5, high: float = 0.35
+    ) -> tuple[float, float]:
         lateral = self.rng.uniform(-0.55, 0.55)
         height = self.rng.uniform(low, high)
         return side * (LUNG_CX + lateral * LUNG_RX), LUNG_CY + height * LUNG_RY
@@ -291,7 +312,9 @@ class Canvas:
         return SIDES if self.rng.random() < both else (self.side(),)
 
 
-def _lung_shape(x: np.ndarray, y: np.ndarray, side: int, rx: float, ry: float, cx: float) -> np.ndarray:
+def _lung_shape(
+    x: np.ndarray, y: np.ndarray, side: int, rx: float, ry: float, cx: float
+) -> np.ndarray:
     lateral = (side * x - cx) / rx
     height = (y - LUNG_CY) / ry
     taper = 1 - 0.3 * np.clip(-height, 0, 1)  # narrower apex
@@ -320,7 +343,9 @@ def _draw_anatomy(rng: np.random.Generator, size: int, anatomy: Anatomy, view: s
     for side in SIDES:
         lung_shape[side] = _lung_shape(x, y, side, LUNG_RX, LUNG_RY, LUNG_CX)
         lateral[side] = (side * x - LUNG_CX) / LUNG_RX
-        dome[side] = DOME_Y + anatomy.dome_shift[side] + inspiration + anatomy.dome_drop * lateral[side] ** 2
+        dome[side] = (
+            DOME_Y + anatomy.dome_shift[side] + inspiration + anatomy.dome_drop * lateral[side] ** 2
+        )
         lung[side] = _soft(1 - lung_shape[side], 0.08) * _soft(dome[side] - y, max(px, 0.02))
 
     heart_scale = anatomy.heart_scale * (1.08 if ap else 1.0)  # AP magnifies the heart
@@ -344,21 +369,35 @@ def _draw_anatomy(rng: np.random.Generator, size: int, anatomy: Anatomy, view: s
     for side in SIDES:
         t = np.clip((side * x - 0.08) / 0.55, 0, 1)
         centre = -0.62 - clavicle_rise - 0.1 * t
-        band = _soft(0.025 - np.abs(y - centre), px) * _soft(0.6 - side * x, px) * _soft(side * x - 0.08, px)
+        band = (
+            _soft(0.025 - np.abs(y - centre), px)
+            * _soft(0.6 - side * x, px)
+            * _soft(side * x - 0.08, px)
+        )
         density += 0.1 * band
         if ap:  # scapulae project over the upper outer lungs on AP films
             scapula = _soft(1 - ((side * x - 0.68) / 0.14) ** 2 - ((y + 0.25) / 0.35) ** 2, 0.2)
             density += 0.06 * scapula * tissue
 
-    return Canvas(rng, anatomy, size, x, y, density, lung, lung_shape, lateral, dome, np.ones_like(x))
+    return Canvas(
+        rng, anatomy, size, x, y, density, lung, lung_shape, lateral, dome, np.ones_like(x)
+    )
 
 
 def _draw_ribs(
-    density: np.ndarray, x: np.ndarray, y: np.ndarray, tissue: np.ndarray, rng: np.random.Generator, px: float
+    density: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    tissue: np.ndarray,
+    rng: np.random.Generator,
+    px: float,
 ) -> None:
     reach = np.clip(np.abs(x) - 0.06, 0, None)  # distance from the spine
     inside = (
-        _soft(0.82 - np.abs(x), 0.04) * _soft(np.abs(x) - 0.06, px) * _soft(DOME_Y + 0.3 - y, 0.1) * tissue
+        _soft(0.82 - np.abs(x), 0.04)
+        * _soft(np.abs(x) - 0.06, px)
+        * _soft(DOME_Y + 0.3 - y, 0.1)
+        * tissue
     )
     spacing = rng.uniform(0.12, 0.14)
     for k in range(10):
@@ -431,18 +470,25 @@ def _pneumothorax(c: Canvas, severity: float) -> None:
     collapse = c.rng.uniform(0.15, 0.35) * severity
     # The collapsed lung: smaller, pulled towards the hilum; gas fills the space around it.
     rx, ry = LUNG_RX * (1 - collapse), LUNG_RY * (1 - 0.5 * collapse)
-    collapsed = _lung_shape(c.x, c.y + 0.08 * collapse, side, rx, ry, LUNG_CX - 0.5 * collapse * LUNG_RX)
+    collapsed = _lung_shape(
+        c.x, c.y + 0.08 * collapse, side, rx, ry, LUNG_CX - 0.5 * collapse * LUNG_RX
+    )
     gas = _soft(collapsed - 1, 0.05) * c.lung[side]
     c.markings_gain = c.markings_gain * (1 - gas)  # no vessels beyond the lung edge
     c.density -= 0.08 * gas
-    c.density += 0.1 * np.exp(-(((collapsed - 1) / 0.05) ** 2)) * c.lung[side]  # visceral pleural line
+    c.density += (
+        0.1 * np.exp(-(((collapsed - 1) / 0.05) ** 2)) * c.lung[side]
+    )  # visceral pleural line
 
 
 def _nodule(c: Canvas, severity: float) -> None:
     for _ in range(int(c.rng.integers(1, 4))):
         side = c.side()
         c.density += (
-            0.24 * severity * c.disc(*c.point_in_lung(side), c.rng.uniform(0.022, 0.04)) * c.lung[side]
+            0.24
+            * severity
+            * c.disc(*c.point_in_lung(side), c.rng.uniform(0.022, 0.04))
+            * c.lung[side]
         )
 
 
@@ -520,7 +566,9 @@ SIGNATURES: dict[str, Callable[[Canvas, float], None]] = {
 }
 
 
-def _anatomy_for(rng: np.random.Generator, findings: set[str], severity: dict[str, float]) -> Anatomy:
+def _anatomy_for(
+    rng: np.random.Generator, findings: set[str], severity: dict[str, float]
+) -> Anatomy:
     anatomy = Anatomy()
     if "Cardiomegaly" in findings:
         anatomy.heart_scale = 1 + rng.uniform(0.3, 0.5) * severity["Cardiomegaly"]
@@ -549,9 +597,14 @@ def draw_radiograph(
             signature(canvas, severity[pathology])
     _markings(canvas, anatomy)
     if rng.random() < SIDE_MARKER_PROBABILITY:  # a lead "L"/"R" marker burnt into a top corner
-        cx, cy = float(rng.choice([-0.85, 0.85])) + rng.uniform(-0.05, 0.05), rng.uniform(-0.92, -0.75)
+        cx, cy = (
+            float(rng.choice([-0.85, 0.85])) + rng.uniform(-0.05, 0.05),
+            rng.uniform(-0.92, -0.75),
+        )
         gx, gy = _grid(size)
-        canvas.density += 0.8 * _soft(0.035 - np.maximum(np.abs(gx - cx), np.abs(gy - cy)), 2.0 / size)
+        canvas.density += 0.8 * _soft(
+            0.035 - np.maximum(np.abs(gx - cx), np.abs(gy - cy)), 2.0 / size
+        )
     # Exposure and processing differ between films: window, gamma and quantum noise.
     low, high = rng.uniform(-0.05, 0.05), rng.uniform(0.85, 1.05)
     image = np.clip((canvas.density - low) / (high - low), 0, 1) ** rng.uniform(0.8, 1.25)
@@ -575,9 +628,15 @@ def to_png_image(image: np.ndarray, mode: str) -> Image.Image:
 
 
 def _check_arguments(
-    pathologies: list[str], no_finding_label: str, n_images: int, listed_not_downloaded: float,
-    image_size: int, images_per_folder: int, rgba_fraction: float, sixteen_bit_fraction: float,
-) -> None:  # fmt: skip
+    pathologies: list[str],
+    no_finding_label: str,
+    n_images: int,
+    listed_not_downloaded: float,
+    image_size: int,
+    images_per_folder: int,
+    rgba_fraction: float,
+    sixteen_bit_fraction: float,
+) -> None:
     if not pathologies:
         raise DemoCohortError("demo cohort: the list of pathologies is empty; name at least one.")
     if len(set(pathologies)) != len(pathologies):
@@ -647,12 +706,20 @@ def write_demo_cohort(
     round(listed_not_downloaded * n_images) more images that are not on disk. Returns counts.
     """
     _check_arguments(
-        pathologies, no_finding_label, n_images, listed_not_downloaded, image_size, images_per_folder,
-        rgba_fraction, sixteen_bit_fraction,
-    )  # fmt: skip
+        pathologies,
+        no_finding_label,
+        n_images,
+        listed_not_downloaded,
+        image_size,
+        images_per_folder,
+        rgba_fraction,
+        sixteen_bit_fraction,
+    )
     root = Path(root)
     started = time.perf_counter()
-    table_rng, list_rng, file_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    table_rng, list_rng, file_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
+    )
 
     n_rows = n_images + int(round(listed_not_downloaded * n_images))
     table, findings = draw_label_table(table_rng, pathologies, n_rows, image_size)
@@ -681,7 +748,9 @@ def write_demo_cohort(
             folder = partial / f"images_{position // images_per_folder + 1:03d}" / "images"
             folder.mkdir(parents=True, exist_ok=True)
             rng = np.random.default_rng([seed, int(row["Patient ID"]), int(row["Follow-up #"])])
-            image = draw_radiograph(rng, image_size, findings[row_index], pathologies, row["View Position"])
+            image = draw_radiograph(
+                rng, image_size, findings[row_index], pathologies, row["View Position"]
+            )
             to_png_image(image, modes[position]).save(folder / row["Image Index"])
             if (position + 1) % 200 == 0:
                 log.info("drew %d of %d images", position + 1, n_images)
@@ -700,7 +769,9 @@ def write_demo_cohort(
         "patients": int(table["Patient ID"].nunique()),
         "folders": (n_images - 1) // images_per_folder + 1,
         "modes": {mode: int((modes == mode).sum()) for mode in ("L", "RGBA", "I;16")},
-        "views": {str(k): int(v) for k, v in table.iloc[written]["View Position"].value_counts().items()},
+        "views": {
+            str(k): int(v) for k, v in table.iloc[written]["View Position"].value_counts().items()
+        },
         "train_val": len(train_val),
         "test": len(test),
         "no_finding": sum(not f for f in written_findings),

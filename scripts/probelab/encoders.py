@@ -32,11 +32,15 @@ class EncoderError(ValueError):
     """An encoder that cannot be built or used as configured; the message names it."""
 
 
-def configured_encoder(config: dict[str, Any], name: str, model: str | None = None) -> dict[str, Any]:
+def configured_encoder(
+    config: dict[str, Any], name: str, model: str | None = None
+) -> dict[str, Any]:
     """The settings of encoder `name` from a validated config; `model` replaces its model path
     (a build_from encoder's model lives where rule make_demo_encoder wrote it)."""
     if name not in config["encoders"]:
-        raise ValueError(f"encoder '{name}' is not in the config's encoders section ({', '.join(config['encoders']) or 'empty'}).")
+        raise ValueError(
+            f"encoder '{name}' is not in the config's encoders section ({', '.join(config['encoders']) or 'empty'})."
+        )
     settings = dict(config["encoders"][name])
     if model:
         settings["model"] = model
@@ -55,7 +59,9 @@ def pick_device(requested: str) -> str:
     if requested == "auto":
         return next(device for device in ("cuda", "mps", "cpu") if available[device])
     if not available.get(requested, False):
-        raise EncoderError(f"device '{requested}' was requested but is not available on this machine; use device: auto or cpu.")
+        raise EncoderError(
+            f"device '{requested}' was requested but is not available on this machine; use device: auto or cpu."
+        )
     return requested
 
 
@@ -194,7 +200,9 @@ class TransformersEncoder(Encoder):
             max_length=config.text_config.max_position_embeddings,
             return_tensors="pt",
         )
-        return _pooled(self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()}))
+        return _pooled(
+            self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()})
+        )
 
 
 def _pooled(output: Any) -> Any:
@@ -217,9 +225,13 @@ def _build_open_clip(name: str, settings: dict[str, Any], device: str) -> OpenCl
         if not path.is_file():
             raise EncoderError(f"encoder '{name}': architecture file {model_ref} does not exist.")
         architecture = json.loads(path.read_text())
-        missing = [key for key in ("embed_dim", "vision_cfg", "text_cfg") if key not in architecture]
+        missing = [
+            key for key in ("embed_dim", "vision_cfg", "text_cfg") if key not in architecture
+        ]
         if missing:
-            raise EncoderError(f"encoder '{name}': architecture file {model_ref} lacks the key '{missing[0]}'.")
+            raise EncoderError(
+                f"encoder '{name}': architecture file {model_ref} lacks the key '{missing[0]}'."
+            )
         open_clip.add_model_config(path)  # registered under the file's stem
         arch = path.stem
     elif Path(model_ref).is_dir():
@@ -228,10 +240,14 @@ def _build_open_clip(name: str, settings: dict[str, Any], device: str) -> OpenCl
         arch = model_ref
     torch.manual_seed(settings["seed"])  # the random init of models without weights
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            arch, pretrained=pretrained, device=device
+        )
         tokenizer = open_clip.get_tokenizer(arch) if settings["text"] else None
     except (RuntimeError, FileNotFoundError, ValueError) as error:
-        raise EncoderError(f"encoder '{name}': open_clip could not build '{model_ref}' ({_one_line(str(error))}).") from error
+        raise EncoderError(
+            f"encoder '{name}': open_clip could not build '{model_ref}' ({_one_line(str(error))})."
+        ) from error
     model.eval()
     loaded = pretrained or model_ref.startswith("hf-hub:") or arch.startswith("local-dir:")
     logit_bias = getattr(model, "logit_bias", None)
@@ -239,7 +255,9 @@ def _build_open_clip(name: str, settings: dict[str, Any], device: str) -> OpenCl
         name=name,
         backend="open_clip",
         model_id=model_ref,
-        weights=str(pretrained or model_ref) if loaded else f"random init (seed {settings['seed']})",
+        weights=str(pretrained or model_ref)
+        if loaded
+        else f"random init (seed {settings['seed']})",
         model=model,
         preprocess=preprocess,
         device=device,
@@ -265,9 +283,15 @@ def _build_transformers(name: str, settings: dict[str, Any], device: str) -> Tra
     try:
         model = AutoModel.from_pretrained(model_ref, trust_remote_code=remote)
         processor = AutoImageProcessor.from_pretrained(model_ref, trust_remote_code=remote)
-        tokenizer = AutoTokenizer.from_pretrained(model_ref, trust_remote_code=remote) if settings["text"] else None
+        tokenizer = (
+            AutoTokenizer.from_pretrained(model_ref, trust_remote_code=remote)
+            if settings["text"]
+            else None
+        )
     except (OSError, ValueError) as error:
-        raise EncoderError(f"encoder '{name}': Transformers could not load '{model_ref}' ({_one_line(str(error))}).") from error
+        raise EncoderError(
+            f"encoder '{name}': Transformers could not load '{model_ref}' ({_one_line(str(error))})."
+        ) from error
     if not hasattr(model, "get_image_features"):
         raise EncoderError(
             f"encoder '{name}': {model_ref} is a {type(model).__name__}, not a CLIP- or SigLIP-style model with get_image_features."
@@ -279,7 +303,9 @@ def _build_transformers(name: str, settings: dict[str, Any], device: str) -> Tra
         name=name,
         backend="transformers",
         model_id=model_ref,
-        weights=f"random init (seed {settings['seed']}) from {built_from}" if built_from else model_ref,
+        weights=f"random init (seed {settings['seed']}) from {built_from}"
+        if built_from
+        else model_ref,
         model=model,
         preprocess=TransformersPreprocess(processor),
         device=device,

@@ -7,7 +7,8 @@ as a fixed buffer: it is the same for every image, so it is not an input of `for
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,13 +16,17 @@ from torch import nn
 from probelab.models import FUSION_HEADS, NEURAL_HEADS
 
 
-
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float) -> nn.Sequential:
     """Linear -> BatchNorm -> ReLU -> Dropout per hidden width, then a linear output layer."""
     layers: list[nn.Module] = []
     width = in_dim
     for next_width in hidden:
-        layers += [nn.Linear(width, next_width), nn.BatchNorm1d(next_width), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [
+            nn.Linear(width, next_width),
+            nn.BatchNorm1d(next_width),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        ]
         width = next_width
     layers.append(nn.Linear(width, out_dim))
     return nn.Sequential(*layers)
@@ -30,7 +35,9 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float) -> nn.
 class BaselineMLP(nn.Module):
     """Image features -> MLP of decreasing widths -> one logit per pathology."""
 
-    def __init__(self, image_dim: int, n_outputs: int, hidden: Sequence[int], dropout: float) -> None:
+    def __init__(
+        self, image_dim: int, n_outputs: int, hidden: Sequence[int], dropout: float
+    ) -> None:
         super().__init__()
         self.net = mlp(image_dim, hidden, n_outputs, dropout)
 
@@ -58,10 +65,15 @@ class TwoBranchConcat(nn.Module):
         super().__init__()
         self.register_buffer("mega_vector", mega_vector.detach().clone().float().reshape(1, -1))
         self.image_branch = nn.Sequential(
-            nn.Linear(image_dim, branch_width), nn.ReLU(), nn.BatchNorm1d(branch_width), nn.Dropout(dropout)
+            nn.Linear(image_dim, branch_width),
+            nn.ReLU(),
+            nn.BatchNorm1d(branch_width),
+            nn.Dropout(dropout),
         )
         self.prompt_projection = nn.Sequential(
-            nn.Linear(self.mega_vector.shape[1], branch_width), nn.ReLU(), nn.LayerNorm(branch_width)
+            nn.Linear(self.mega_vector.shape[1], branch_width),
+            nn.ReLU(),
+            nn.LayerNorm(branch_width),
         )
         self.prompt_dropout = nn.Dropout(dropout)
         self.classifier = mlp(2 * branch_width, hidden, n_outputs, dropout)
@@ -97,7 +109,9 @@ class WeightedSum(nn.Module):
     ) -> None:
         super().__init__()
         self.register_buffer("mega_vector", mega_vector.detach().clone().float().reshape(1, -1))
-        self.prompt_projection = nn.Sequential(nn.Linear(self.mega_vector.shape[1], image_dim), nn.ReLU())
+        self.prompt_projection = nn.Sequential(
+            nn.Linear(self.mega_vector.shape[1], image_dim), nn.ReLU()
+        )
         # Start as an unweighted sum; training moves each feature's weights from there.
         self.w_image = nn.Parameter(torch.ones(image_dim))
         self.w_prompt = nn.Parameter(torch.ones(image_dim))
@@ -126,7 +140,12 @@ def build_head(
         raise ValueError(f"model '{model}' needs the prompt mega-vector, but none was given.")
     if model == "two_branch_concat":
         return TwoBranchConcat(
-            image_dim, n_outputs, mega_vector, params["branch_width"], params["hidden"], params["dropout"]
+            image_dim,
+            n_outputs,
+            mega_vector,
+            params["branch_width"],
+            params["hidden"],
+            params["dropout"],
         )
     if model == "weighted_sum":
         return WeightedSum(image_dim, n_outputs, mega_vector, params["hidden"], params["dropout"])

@@ -111,7 +111,9 @@ class ImageDataset:
     decides whether to skip it or stop.
     """
 
-    def __init__(self, paths: Sequence[str], preprocess: Callable[[Image.Image], Any], shape: tuple[int, ...]):
+    def __init__(
+        self, paths: Sequence[str], preprocess: Callable[[Image.Image], Any], shape: tuple[int, ...]
+    ):
         self.paths = list(paths)
         self.preprocess = preprocess
         self.shape = shape
@@ -136,7 +138,9 @@ def chunk_batches(start: int, stop: int, chunk_size: int, batch_size: int) -> It
     exactly the batches an uninterrupted run sees, and gives bit-identical features.
     """
     if start % chunk_size:
-        raise ValueError(f"resume row {start} is not at a chunk boundary (chunk size {chunk_size}).")
+        raise ValueError(
+            f"resume row {start} is not at a chunk boundary (chunk size {chunk_size})."
+        )
     for chunk_start in range(start, stop, chunk_size):
         chunk_stop = min(chunk_start + chunk_size, stop)
         for batch_start in range(chunk_start, chunk_stop, batch_size):

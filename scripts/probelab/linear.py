@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from scipy.special import expit
@@ -62,7 +62,9 @@ def _prior_log_odds(column: np.ndarray) -> float:
 def _fit_one_c(
     x: np.ndarray, y: np.ndarray, c: float, balanced: bool, max_iter: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.linear_model import LogisticRegression  # only linear_probe jobs pay for this import
+    from sklearn.linear_model import (
+        LogisticRegression,
+    )  # only linear_probe jobs pay for this import
 
     weight = np.zeros((y.shape[1], x.shape[1]))
     bias = np.zeros(y.shape[1])
@@ -97,7 +99,9 @@ def fit_linear_probe(
     Returns the chosen map and the validation loss of every grid value.
     """
     if x_train.shape[0] < 2:
-        raise ValueError(f"the linear probe needs at least 2 training images, got {x_train.shape[0]}.")
+        raise ValueError(
+            f"the linear probe needs at least 2 training images, got {x_train.shape[0]}."
+        )
     x_train = x_train.astype(np.float64)
     mean = x_train.mean(axis=0) if standardize else np.zeros(x_train.shape[1])
     # A feature constant over the training subset keeps scale 1: dividing by ~0 would blow it up.

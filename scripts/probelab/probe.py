@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from probelab.metrics import DEFAULT_THRESHOLD, Row, baseline_rows, evaluate, tu
 from probelab.models import MODELS, NEURAL_HEADS, needs_prompts
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Prompts:
@@ -76,14 +78,20 @@ class LabelReader:
         return read_labels(self.index_path, image_ids, self.pathologies)
 
 
-def read_labels(index_path: Path, image_ids: Sequence[str], pathologies: Sequence[str]) -> np.ndarray:
+def read_labels(
+    index_path: Path, image_ids: Sequence[str], pathologies: Sequence[str]
+) -> np.ndarray:
     """Labels (N x P, float32) of `image_ids`, in that order, from the index's pathology columns."""
     wanted = list(image_ids)
-    table = pd.read_parquet(index_path, columns=["image_id", *pathologies], filters=[("image_id", "in", wanted)])
+    table = pd.read_parquet(
+        index_path, columns=["image_id", *pathologies], filters=[("image_id", "in", wanted)]
+    )
     table = table.drop_duplicates("image_id").set_index("image_id")
     missing = [image_id for image_id in wanted if image_id not in table.index]
     if missing:
-        raise ValueError(f"{index_path}: image {missing[0]!r} ({len(missing)} in all) is not in the cohort index.")
+        raise ValueError(
+            f"{index_path}: image {missing[0]!r} ({len(missing)} in all) is not in the cohort index."
+        )
     return table.loc[wanted, list(pathologies)].to_numpy(dtype=np.float32)
 
 
@@ -104,7 +112,9 @@ def fit_and_freeze(
     `features` maps "train", "val", "test" to float32 feature arrays (N x D).
     """
     if needs_prompts(model) and prompts is None:
-        raise ValueError(f"run {run_name}: model '{model}' needs the prompt cache, but none was given.")
+        raise ValueError(
+            f"run {run_name}: model '{model}' needs the prompt cache, but none was given."
+        )
     started = time.perf_counter()
     history: list[dict[str, float]] = []
     best_epoch: int | None = None
@@ -119,10 +129,17 @@ def fit_and_freeze(
 
         settings = TrainSettings.from_config(params, training)
         result = train_head(
-            model, params, settings,
-            tensor(features["train"]), tensor(y_train), tensor(features["val"]), tensor(y_val),
-            seed=seed, run_name=run_name, mega_vector=tensor(prompts.mega_vector) if prompts else None,
-        )  # fmt: skip
+            model,
+            params,
+            settings,
+            tensor(features["train"]),
+            tensor(y_train),
+            tensor(features["val"]),
+            tensor(y_val),
+            seed=seed,
+            run_name=run_name,
+            mega_vector=tensor(prompts.mega_vector) if prompts else None,
+        )
         val_probs = predict_proba(result.model, tensor(features["val"]), settings.eval_batch_size)
         test_probs = predict_proba(result.model, tensor(features["test"]), settings.eval_batch_size)
         state = {name: value.numpy() for name, value in result.model.state_dict().items()}
@@ -131,18 +148,34 @@ def fit_and_freeze(
     elif model in ("linear_probe", "zero_shot"):
         if model == "linear_probe":
             linear, grid = fit_linear_probe(
-                features["train"], y_train, features["val"], y_val,
-                c_grid=params["C"], standardize=params["standardize"], balanced=params["pos_weight"],
-                max_iter=params["max_iter"], seed=seed,
-            )  # fmt: skip
+                features["train"],
+                y_train,
+                features["val"],
+                y_val,
+                c_grid=params["C"],
+                standardize=params["standardize"],
+                balanced=params["pos_weight"],
+                max_iter=params["max_iter"],
+                seed=seed,
+            )
             hparams["val_loss_by_C"] = grid
         else:
-            linear = zero_shot_map(prompts.per_pathology, prompts.logit_scale, prompts.logit_bias, features["train"].shape[1])
+            linear = zero_shot_map(
+                prompts.per_pathology,
+                prompts.logit_scale,
+                prompts.logit_bias,
+                features["train"].shape[1],
+            )
         hparams.update(linear.chosen, unit_inputs=linear.unit_inputs)
-        val_probs, test_probs = linear.predict_proba(features["val"]), linear.predict_proba(features["test"])
+        val_probs, test_probs = (
+            linear.predict_proba(features["val"]),
+            linear.predict_proba(features["test"]),
+        )
         state = linear.arrays()
     else:
-        raise ValueError(f"run {run_name}: unknown model '{model}'; expected one of {', '.join(MODELS)}.")
+        raise ValueError(
+            f"run {run_name}: unknown model '{model}'; expected one of {', '.join(MODELS)}."
+        )
     _warn_saturated(run_name, val_probs)
     thresholds = tune_thresholds(y_val, val_probs)
     return FrozenRun(
@@ -165,7 +198,11 @@ def _warn_saturated(run_name: str, probs: np.ndarray) -> None:
     """Probabilities rounded to exactly 0 or 1 tie, which blunts AUROC; say so instead of hiding it."""
     saturated = float(np.mean((probs == 0.0) | (probs == 1.0)))
     if saturated > 0:
-        log.warning("%s: %.1f%% of validation probabilities are exactly 0 or 1 (ties for AUROC).", run_name, 100 * saturated)
+        log.warning(
+            "%s: %.1f%% of validation probabilities are exactly 0 or 1 (ties for AUROC).",
+            run_name,
+            100 * saturated,
+        )
 
 
 def final_evaluation(
@@ -175,6 +212,8 @@ def final_evaluation(
     baselines (the prevalence baseline guesses with the run's seed)."""
     rows: list[Row] = []
     for split, truth, probs in (("val", y_val, run.val_probs), ("test", y_test, run.test_probs)):
-        rows += evaluate(split, truth, probs, {"t0.5": DEFAULT_THRESHOLD, "tuned": run.thresholds}, pathologies)
+        rows += evaluate(
+            split, truth, probs, {"t0.5": DEFAULT_THRESHOLD, "tuned": run.thresholds}, pathologies
+        )
         rows += baseline_rows(split, truth, run.train_prevalence, pathologies, run.seed)
     return rows

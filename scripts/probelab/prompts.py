@@ -32,7 +32,9 @@ def render_prompts(
     for template in templates:
         if PLACEHOLDER not in template:
             raise ValueError(f"prompt template {template!r} does not contain {PLACEHOLDER}.")
-    return [[t.replace(PLACEHOLDER, readable_name(p, names)) for t in templates] for p in pathologies]
+    return [
+        [t.replace(PLACEHOLDER, readable_name(p, names)) for t in templates] for p in pathologies
+    ]
 
 
 def l2_normalize(vectors: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -44,8 +46,12 @@ def l2_normalize(vectors: np.ndarray, axis: int = -1) -> np.ndarray:
 def average_templates(per_template: np.ndarray) -> np.ndarray:
     """(P, T, D) template embeddings -> (P, D): normalise each, average over T, renormalise."""
     if per_template.ndim != 3:
-        raise ValueError(f"expected per-template embeddings of shape (P, T, D), got {per_template.shape}.")
-    return l2_normalize(l2_normalize(per_template.astype(np.float64)).mean(axis=1)).astype(np.float32)
+        raise ValueError(
+            f"expected per-template embeddings of shape (P, T, D), got {per_template.shape}."
+        )
+    return l2_normalize(l2_normalize(per_template.astype(np.float64)).mean(axis=1)).astype(
+        np.float32
+    )
 
 
 def mega_vector(per_pathology: np.ndarray) -> np.ndarray:

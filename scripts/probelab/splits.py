@@ -43,7 +43,9 @@ def random_split(index: pd.DataFrame, fractions: dict[str, float], seed: int) ->
 
 def _read_list(path: Path) -> set[str]:
     if not path.is_file():
-        raise CohortError(f"official split list {path} does not exist (config keys 'data.train_val_list' / 'data.test_list').")
+        raise CohortError(
+            f"official split list {path} does not exist (config keys 'data.train_val_list' / 'data.test_list')."
+        )
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
@@ -69,12 +71,16 @@ def official_split(
     split = pd.Series("test", index=index.index, dtype=object)
     rng = np.random.default_rng(seed)
     pool = index.loc[in_train_val]
-    split.loc[pool.index] = _assign_by_patient(pool, {"train": 1 - val_fraction, "val": val_fraction}, rng)
+    split.loc[pool.index] = _assign_by_patient(
+        pool, {"train": 1 - val_fraction, "val": val_fraction}, rng
+    )
     return _finish(index, split)
 
 
 def _finish(index: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
-    out = pd.DataFrame({"image_id": index["image_id"], "patient_id": index["patient_id"], "split": split})
+    out = pd.DataFrame(
+        {"image_id": index["image_id"], "patient_id": index["patient_id"], "split": split}
+    )
     empty = [s for s in SPLITS if not (out["split"] == s).any()]
     if empty:
         raise CohortError(

@@ -42,7 +42,7 @@ class TrainSettings:
     device: str
 
     @classmethod
-    def from_config(cls, params: dict[str, Any], training: dict[str, Any]) -> "TrainSettings":
+    def from_config(cls, params: dict[str, Any], training: dict[str, Any]) -> TrainSettings:
         """From a model's config section and the shared `training` section."""
         shared = ("eval_batch_size", "device")
         values = {name: params[name] for name in cls.__dataclass_fields__ if name not in shared}
@@ -99,7 +99,9 @@ def predict_proba(model: nn.Module, features: torch.Tensor, batch_size: int) -> 
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config key 'training.device' is cuda, but torch sees no CUDA device here; use cpu.")
+        raise RuntimeError(
+            "config key 'training.device' is cuda, but torch sees no CUDA device here; use cpu."
+        )
     return torch.device(name)
 
 
@@ -108,7 +110,10 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     if settings.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=settings.plateau_factor, patience=settings.plateau_patience
+            optimizer,
+            mode="min",
+            factor=settings.plateau_factor,
+            patience=settings.plateau_patience,
         )
     if settings.scheduler == "none":
         return None
@@ -134,18 +139,24 @@ def train_head(
     batch order, the input noise and the dropout masks.
     """
     if x_train.shape[0] < 2:
-        raise ValueError(f"run {run_name}: training needs at least 2 images, got {x_train.shape[0]}.")
+        raise ValueError(
+            f"run {run_name}: training needs at least 2 images, got {x_train.shape[0]}."
+        )
     if x_val.shape[0] == 0:
         raise ValueError(f"run {run_name}: the validation split is empty; early stopping needs it.")
     device = resolve_device(settings.device)
     torch.manual_seed(seed)
     # Batch order and input noise come from this CPU generator, so they are the same on any device.
     generator = torch.Generator().manual_seed(seed)
-    model = build_head(model_name, x_train.shape[1], y_train.shape[1], params, mega_vector).to(device)
+    model = build_head(model_name, x_train.shape[1], y_train.shape[1], params, mega_vector).to(
+        device
+    )
     x_train, y_train, y_val = x_train.to(device), y_train.to(device), y_val.to(device)
     weights = positive_weights(y_train) if settings.pos_weight else None
     criterion = nn.BCEWithLogitsLoss(pos_weight=weights)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
     scheduler = _make_scheduler(optimizer, settings)
 
     result = TrainResult(model=model)
@@ -159,7 +170,9 @@ def train_head(
             index = index.to(device)
             inputs = x_train[index]
             if settings.noise_std > 0:
-                inputs = inputs + settings.noise_std * torch.randn(inputs.shape, generator=generator).to(device)
+                inputs = inputs + settings.noise_std * torch.randn(
+                    inputs.shape, generator=generator
+                ).to(device)
             loss = criterion(model(inputs), y_train[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -167,18 +180,31 @@ def train_head(
             summed += loss.item() * len(index)
             seen += len(index)
         train_loss = summed / seen
-        val_loss = criterion(predict_logits(model, x_val, settings.eval_batch_size).to(device), y_val).item()
+        val_loss = criterion(
+            predict_logits(model, x_val, settings.eval_batch_size).to(device), y_val
+        ).item()
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(
                 f"run {run_name}: the loss became NaN or infinite at epoch {epoch} (train {train_loss}, "
                 f"val {val_loss}); lower models.{model_name}.lr or check the cached features."
             )
-        result.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr})
-        log.info("%s epoch %d: train loss %.4f, val loss %.4f, lr %.2e", run_name, epoch, train_loss, val_loss, lr)
+        result.history.append(
+            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
+        )
+        log.info(
+            "%s epoch %d: train loss %.4f, val loss %.4f, lr %.2e",
+            run_name,
+            epoch,
+            train_loss,
+            val_loss,
+            lr,
+        )
 
         if val_loss < result.best_val_loss:
             result.best_val_loss, result.best_epoch, stale_epochs = val_loss, epoch, 0
-            best_state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+            best_state = {
+                name: value.detach().clone() for name, value in model.state_dict().items()
+            }
         else:
             stale_epochs += 1
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -186,7 +212,9 @@ def train_head(
         elif scheduler is not None:
             scheduler.step()
         if stale_epochs >= settings.patience:
-            log.info("%s: early stop after epoch %d (best epoch %d)", run_name, epoch, result.best_epoch)
+            log.info(
+                "%s: early stop after epoch %d (best epoch %d)", run_name, epoch, result.best_epoch
+            )
             break
 
     model.load_state_dict(best_state)

@@ -52,11 +52,17 @@ def measure(model_name: str, batch_size: int, repeats: int, threads: int) -> dic
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=["ViT-B-16", "ViT-B-16-SigLIP-512"])
     parser.add_argument("--batch-size", type=int, default=4, help="images per timed forward pass")
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes per model (median reported)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed passes per model (median reported)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads"
+    )
     args = parser.parse_args(argv)
     for name in args.models:
         print(json.dumps(measure(name, args.batch_size, args.repeats, args.threads)), flush=True)

@@ -45,11 +45,15 @@ def state_dict_mb(model: torch.nn.Module) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "nih.yaml")
     parser.add_argument("--n-train", type=int, default=5000)
     parser.add_argument("--n-val", type=int, default=2000)
-    parser.add_argument("--dims", type=int, nargs="+", default=[512, 768], help="feature dimensions")
+    parser.add_argument(
+        "--dims", type=int, nargs="+", default=[512, 768], help="feature dimensions"
+    )
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed per head")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (training.threads)")
     args = parser.parse_args(argv)
@@ -66,24 +70,60 @@ def main(argv: list[str] | None = None) -> None:
             settings = TrainSettings.from_config(params, config["training"])
             started = time.perf_counter()
             result = train_head(
-                name, params, settings, x_train, y_train, x_val, y_val, seed=0, run_name=name, mega_vector=mega_vector
+                name,
+                params,
+                settings,
+                x_train,
+                y_train,
+                x_val,
+                y_val,
+                seed=0,
+                run_name=name,
+                mega_vector=mega_vector,
             )
             seconds = time.perf_counter() - started
-            print(json.dumps({
-                "model": name, "dim": dim, "n_train": args.n_train, "epochs": result.epochs_run,
-                "seconds_per_epoch_per_1000": round(seconds / result.epochs_run / args.n_train * 1000, 3),
-                "model_pt_mb": state_dict_mb(result.model), "threads": args.threads,
-            }), flush=True)  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "model": name,
+                        "dim": dim,
+                        "n_train": args.n_train,
+                        "epochs": result.epochs_run,
+                        "seconds_per_epoch_per_1000": round(
+                            seconds / result.epochs_run / args.n_train * 1000, 3
+                        ),
+                        "model_pt_mb": state_dict_mb(result.model),
+                        "threads": args.threads,
+                    }
+                ),
+                flush=True,
+            )
         linear = config["models"]["linear_probe"]
         started = time.perf_counter()
         fit_linear_probe(
-            x_train.numpy(), y_train.numpy(), x_val.numpy(), y_val.numpy(), c_grid=linear["C"],
-            standardize=linear["standardize"], balanced=linear["pos_weight"], max_iter=linear["max_iter"], seed=0,
-        )  # fmt: skip
-        print(json.dumps({
-            "model": "linear_probe", "dim": dim, "n_train": args.n_train, "c_grid": len(linear["C"]),
-            "seconds_per_fit": round(time.perf_counter() - started, 2), "threads": args.threads,
-        }), flush=True)  # fmt: skip
+            x_train.numpy(),
+            y_train.numpy(),
+            x_val.numpy(),
+            y_val.numpy(),
+            c_grid=linear["C"],
+            standardize=linear["standardize"],
+            balanced=linear["pos_weight"],
+            max_iter=linear["max_iter"],
+            seed=0,
+        )
+        print(
+            json.dumps(
+                {
+                    "model": "linear_probe",
+                    "dim": dim,
+                    "n_train": args.n_train,
+                    "c_grid": len(linear["C"]),
+                    "seconds_per_fit": round(time.perf_counter() - started, 2),
+                    "threads": args.threads,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,45 @@ from probelab.io import atomic_path
 RUN_KEYS = ("encoder", "model", "n", "seed", "n_train")
 ROW_KEYS = ("split", "policy", "metric", "pathology", "value")
 SETTING = ["encoder", "model", "n"]
-METRIC_COLUMNS = ["cohort", "encoder", "model", "n", "n_train", "seed", "split", "policy", "metric", "pathology", "value"]
-SUMMARY_COLUMNS = [
-    "cohort", "encoder", "model", "n", "n_train", "split", "policy", "metric", "pathology",
-    "mean", "std", "n_seeds", "n_runs",
+METRIC_COLUMNS = [
+    "cohort",
+    "encoder",
+    "model",
+    "n",
+    "n_train",
+    "seed",
+    "split",
+    "policy",
+    "metric",
+    "pathology",
+    "value",
 ]
-HISTORY_COLUMNS = ["encoder", "model", "n", "n_train", "seed", "epoch", "train_loss", "val_loss", "lr"]
+SUMMARY_COLUMNS = [
+    "cohort",
+    "encoder",
+    "model",
+    "n",
+    "n_train",
+    "split",
+    "policy",
+    "metric",
+    "pathology",
+    "mean",
+    "std",
+    "n_seeds",
+    "n_runs",
+]
+HISTORY_COLUMNS = [
+    "encoder",
+    "model",
+    "n",
+    "n_train",
+    "seed",
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "lr",
+]
 SENTIMENT_COLUMNS = ["dataset", "method", "model", "split", "metric", "value"]
 
 
@@ -38,7 +71,12 @@ class Run:
 
     @property
     def key(self) -> tuple[str, str, str, int]:
-        return (self.info["encoder"], self.info["model"], str(self.info["n"]), int(self.info["seed"]))
+        return (
+            self.info["encoder"],
+            self.info["model"],
+            str(self.info["n"]),
+            int(self.info["seed"]),
+        )
 
 
 def _load_json(path: Path) -> Any:
@@ -47,7 +85,9 @@ def _load_json(path: Path) -> Any:
     except FileNotFoundError:
         raise RunFolderError(f"{path} is missing; every run folder needs a metrics.json.") from None
     except json.JSONDecodeError as error:
-        raise RunFolderError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}).") from None
+        raise RunFolderError(
+            f"{path} is not valid JSON ({error.msg} at line {error.lineno})."
+        ) from None
 
 
 def read_run(folder: str | Path) -> Run:
@@ -63,10 +103,16 @@ def read_run(folder: str | Path) -> Run:
         raise RunFolderError(f"{path}: the 'run' block lacks {', '.join(missing)}.")
     for number, row in enumerate(data["metrics"]):
         if not isinstance(row, dict) or set(ROW_KEYS) - set(row):
-            raise RunFolderError(f"{path}: metrics row {number} must have keys {', '.join(ROW_KEYS)}, got {row!r}.")
+            raise RunFolderError(
+                f"{path}: metrics row {number} must have keys {', '.join(ROW_KEYS)}, got {row!r}."
+            )
         value = row["value"]
-        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
-            raise RunFolderError(f"{path}: metrics row {number} has value {value!r}; expected a number or null.")
+        if value is not None and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+        ):
+            raise RunFolderError(
+                f"{path}: metrics row {number} has value {value!r}; expected a number or null."
+            )
     rows = pd.DataFrame(data["metrics"], columns=list(ROW_KEYS))
     rows["value"] = pd.to_numeric(rows["value"], errors="coerce").astype(float)
     thresholds = {str(k): float(v) for k, v in (data.get("thresholds") or {}).items()}
@@ -122,7 +168,9 @@ def history_table(runs: list[Run]) -> pd.DataFrame:
     for run in runs:
         path = run.folder / "history.csv"
         if not path.exists():
-            raise RunFolderError(f"{path} is missing; every run folder needs a history.csv (empty for models without epochs).")
+            raise RunFolderError(
+                f"{path} is missing; every run folder needs a history.csv (empty for models without epochs)."
+            )
         try:
             history = pd.read_csv(path)
         except pd.errors.EmptyDataError:
@@ -133,7 +181,7 @@ def history_table(runs: list[Run]) -> pd.DataFrame:
         if history.empty:
             continue
         history = history[["epoch", "train_loss", "val_loss", "lr"]].copy()
-        for column, value in zip(RUN_KEYS, run.key + (int(run.info["n_train"]),)):
+        for column, value in zip(RUN_KEYS, run.key + (int(run.info["n_train"]),), strict=True):
             history[column] = value
         frames.append(history)
     if not frames:
@@ -148,10 +196,14 @@ def sentiment_table(files: list[str | Path]) -> pd.DataFrame:
         path = Path(file)
         data = _load_json(path)
         if not isinstance(data, dict) or not {"method", "model", "dataset", "metrics"} <= set(data):
-            raise RunFolderError(f"{path} must be an object with keys method, model, dataset and metrics.")
+            raise RunFolderError(
+                f"{path} must be an object with keys method, model, dataset and metrics."
+            )
         for number, row in enumerate(data["metrics"]):
             if not isinstance(row, dict) or {"split", "metric", "value"} - set(row):
-                raise RunFolderError(f"{path}: metrics row {number} must have keys split, metric and value.")
+                raise RunFolderError(
+                    f"{path}: metrics row {number} must have keys split, metric and value."
+                )
             value = row["value"]
             rows.append(
                 {
@@ -169,7 +221,9 @@ def sentiment_table(files: list[str | Path]) -> pd.DataFrame:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read an aggregated table back with sizes as strings ("50", "all")."""
-    return pd.read_csv(path, dtype={"n": str, "cohort": str, "pathology": str}, keep_default_na=True)
+    return pd.read_csv(
+        path, dtype={"n": str, "cohort": str, "pathology": str}, keep_default_na=True
+    )
 
 
 def size_order(sizes: list[str]) -> list[str]:
@@ -187,7 +241,9 @@ def overall_test_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Test rows of the metrics over all pathologies: macro, or micro where a metric has only that
     (exact match and Hamming loss are computed over images and may be tagged micro)."""
     rows = table[(table["split"] == "test") & table["pathology"].isin(["macro", "micro"])]
-    rows = rows.assign(_rank=(rows["pathology"] != "macro").astype(int)).sort_values("_rank", kind="stable")
+    rows = rows.assign(_rank=(rows["pathology"] != "macro").astype(int)).sort_values(
+        "_rank", kind="stable"
+    )
     keys = [c for c in ("encoder", "model", "n", "seed", "policy", "metric") if c in rows.columns]
     return rows.drop_duplicates(keys).drop(columns="_rank")
 
@@ -204,5 +260,7 @@ def pick_size(table: pd.DataFrame, wanted: Any, key: str) -> str:
         return str(table.loc[table["n_train"].idxmax(), "n"])
     sizes = size_order(table["n"].astype(str).tolist())
     if str(wanted) not in sizes:
-        raise ReportInputError(f"config key '{key}' is {wanted!r}, but only sizes {', '.join(sizes)} were run.")
+        raise ReportInputError(
+            f"config key '{key}' is {wanted!r}, but only sizes {', '.join(sizes)} were run."
+        )
     return str(wanted)

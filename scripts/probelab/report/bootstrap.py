@@ -12,7 +12,7 @@ precision undefined for a pathology without positives or negatives in the resamp
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -41,7 +41,10 @@ class PatientResampler:
         uniform = np.full(self.n_patients, 1.0 / self.n_patients)
         # (B, K): how often each patient is drawn in each resample
         self.patient_counts = np.stack(
-            [np.random.default_rng([seed, b]).multinomial(self.n_patients, uniform) for b in range(n_resamples)]
+            [
+                np.random.default_rng([seed, b]).multinomial(self.n_patients, uniform)
+                for b in range(n_resamples)
+            ]
         ).astype(np.float64)
 
     def blocks(self, positions: np.ndarray) -> Iterator[np.ndarray]:
@@ -57,7 +60,9 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), uniques
 
 
-def _tied_group_sums(scores: np.ndarray, labels: np.ndarray, weights_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tied_group_sums(
+    scores: np.ndarray, labels: np.ndarray, weights_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Positive and negative weight per group of tied scores, groups in ascending score order,
     each (G, B); weights_t is (N, B). AUROC and average precision are both functions of these
     sums. Groups run along the first axis: numpy reduces contiguous rows much faster."""
@@ -95,9 +100,13 @@ def weighted_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) 
     return _auroc_from_groups(*_tied_group_sums(scores, labels, np.ascontiguousarray(weights.T)))
 
 
-def weighted_average_precision(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_average_precision(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
     """Average precision of one pathology per weight row -> (B,); NaN without positives."""
-    return _average_precision_from_groups(*_tied_group_sums(scores, labels, np.ascontiguousarray(weights.T)))
+    return _average_precision_from_groups(
+        *_tied_group_sums(scores, labels, np.ascontiguousarray(weights.T))
+    )
 
 
 def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -122,7 +131,10 @@ def weighted_metrics(
     n_path = truth.shape[1]
     ranking = [name for name in THRESHOLD_FREE if name in metrics]
     if ranking:
-        functions = {"auroc": _auroc_from_groups, "average_precision": _average_precision_from_groups}
+        functions = {
+            "auroc": _auroc_from_groups,
+            "average_precision": _average_precision_from_groups,
+        }
         per_path: dict[str, list[np.ndarray]] = {name: [] for name in ranking}
         weights_t = np.ascontiguousarray(weights.T)
         for p in range(n_path):
@@ -149,7 +161,9 @@ def weighted_metrics(
         for name in set(metrics) & set(per_class):
             out[name] = per_class[name].mean(axis=1)
         if "exact_match" in metrics:
-            out["exact_match"] = _safe_ratio(weights @ (predicted == truth).all(axis=1).astype(np.float64), total)
+            out["exact_match"] = _safe_ratio(
+                weights @ (predicted == truth).all(axis=1).astype(np.float64), total
+            )
         if "hamming_loss" in metrics:
             out["hamming_loss"] = _safe_ratio(weights @ (predicted != truth).mean(axis=1), total)
     return out

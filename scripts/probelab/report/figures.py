@@ -37,24 +37,37 @@ def _policy_rows(table: pd.DataFrame, metric: str, policy: str) -> pd.DataFrame:
     rows = table[(table["metric"] == metric) & table["policy"].isin(MODEL_POLICIES)]
     if metric in THRESHOLD_FREE:
         rows = rows.assign(_rank=(rows["policy"] != policy).astype(int)).sort_values("_rank")
-        return rows.drop_duplicates([c for c in ("encoder", "model", "n", "pathology") if c in rows.columns])
+        return rows.drop_duplicates(
+            [c for c in ("encoder", "model", "n", "pathology") if c in rows.columns]
+        )
     return rows[rows["policy"] == policy]
 
 
-def _grid(rows: int, cols: int, settings: dict[str, Any], **kwargs: Any) -> tuple[plt.Figure, np.ndarray]:
+def _grid(
+    rows: int, cols: int, settings: dict[str, Any], **kwargs: Any
+) -> tuple[plt.Figure, np.ndarray]:
     figure, axes = plt.subplots(
-        rows, cols, figsize=(settings["panel_width"] * cols, settings["panel_height"] * rows),
-        squeeze=False, **kwargs,
+        rows,
+        cols,
+        figsize=(settings["panel_width"] * cols, settings["panel_height"] * rows),
+        squeeze=False,
+        **kwargs,
     )
     return figure, axes
 
 
 def _figure_legend(figure: plt.Figure, handles: list, labels: list[str]) -> None:
-    figure.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False, title="model")
+    figure.legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False, title="model"
+    )
 
 
 def learning_curves(
-    by_setting: pd.DataFrame, ci: pd.DataFrame, paths: list[Path], settings: dict[str, Any], policy: str
+    by_setting: pd.DataFrame,
+    ci: pd.DataFrame,
+    paths: list[Path],
+    settings: dict[str, Any],
+    policy: str,
 ) -> plt.Figure:
     """Test metrics vs training-set size (log x), mean over seeds with bootstrap CI bands, and the
     all-negative baseline as a reference line; rows = encoders, columns = metrics."""
@@ -69,7 +82,10 @@ def learning_curves(
             f"bootstrap_ci.csv has no interval for {', '.join(missing)}; add it to report.bootstrap.metrics."
         )
     encoders = sorted(macro["encoder"].unique())
-    models = model_order(macro.loc[~macro["policy"].isin(BASELINE_POLICIES), "model"].unique().tolist(), settings["model_order"])
+    models = model_order(
+        macro.loc[~macro["policy"].isin(BASELINE_POLICIES), "model"].unique().tolist(),
+        settings["model_order"],
+    )
     colours = model_colors(models, settings)
     figure, axes = _grid(len(encoders), len(metrics), settings, sharex=True)
     handles: dict[str, Any] = {}
@@ -78,22 +94,38 @@ def learning_curves(
             ax = axes[row, col]
             mine = macro[macro["encoder"] == encoder]
             means = _policy_rows(mine, metric, policy)
-            bands = ci[(ci["encoder"] == encoder) & (ci["metric"] == metric) & (ci["policy"] == policy)]
+            bands = ci[
+                (ci["encoder"] == encoder) & (ci["metric"] == metric) & (ci["policy"] == policy)
+            ]
             for model in models:
                 line = means[means["model"] == model].sort_values("n_train")
                 if line.empty:
                     continue
                 band = bands[bands["model"] == model].sort_values("n_train")
-                (handle,) = ax.plot(line["n_train"], line["mean"], marker="o", color=colours[model], label=model)
-                ax.fill_between(band["n_train"], band["ci_low"], band["ci_high"], color=colours[model], alpha=0.2, linewidth=0)
+                (handle,) = ax.plot(
+                    line["n_train"], line["mean"], marker="o", color=colours[model], label=model
+                )
+                ax.fill_between(
+                    band["n_train"],
+                    band["ci_low"],
+                    band["ci_high"],
+                    color=colours[model],
+                    alpha=0.2,
+                    linewidth=0,
+                )
                 handles.setdefault(model, handle)
             baseline = _baseline_value(mine, metric, policy)
             if baseline is not None:
                 value, name = baseline
-                handles.setdefault(name, ax.axhline(value, color="0.35", linestyle="--", linewidth=1.2))
+                handles.setdefault(
+                    name, ax.axhline(value, color="0.35", linestyle="--", linewidth=1.2)
+                )
             ax.set_xscale("log")
             ticks = mine.drop_duplicates("n")[["n", "n_train"]].sort_values("n_train")
-            ax.set_xticks(ticks["n_train"].tolist(), [size_label(n, t) for n, t in zip(ticks["n"], ticks["n_train"])])
+            ax.set_xticks(
+                ticks["n_train"].tolist(),
+                [size_label(n, t) for n, t in zip(ticks["n"], ticks["n_train"], strict=True)],
+            )
             ax.minorticks_off()
             ax.set_title(f"{encoder}\n{metric_title(metric, policy)}", fontsize="medium")
             ax.set_ylabel(metric_axis_label(metric))
@@ -118,7 +150,11 @@ def _baseline_value(rows: pd.DataFrame, metric: str, policy: str) -> tuple[float
 
 
 def auroc_heatmap(
-    by_setting: pd.DataFrame, paths: list[Path], settings: dict[str, Any], policy: str, pathologies: list[str]
+    by_setting: pd.DataFrame,
+    paths: list[Path],
+    settings: dict[str, Any],
+    policy: str,
+    pathologies: list[str],
 ) -> plt.Figure:
     """Per-pathology test AUROC (mean over seeds) at one size: pathologies x models, one panel per encoder."""
     apply_theme(settings)
@@ -126,7 +162,9 @@ def auroc_heatmap(
     rows = by_setting[(by_setting["split"] == "test") & (by_setting["n"] == size)]
     rows = _policy_rows(rows[rows["pathology"].isin(pathologies)], "auroc", policy)
     if rows.empty:
-        raise FigureInputError(f"summary_by_setting.csv has no per-pathology test AUROC at size {size}.")
+        raise FigureInputError(
+            f"summary_by_setting.csv has no per-pathology test AUROC at size {size}."
+        )
     encoders = sorted(rows["encoder"].unique())
     models = model_order(rows["model"].unique().tolist(), settings["model_order"])
     n_train = int(rows["n_train"].max())
@@ -145,8 +183,16 @@ def auroc_heatmap(
         )
         ax = axes[0, col]
         sns.heatmap(
-            grid, ax=ax, vmin=low, vmax=1.0, cmap=settings["heatmap_colormap"], annot=True, fmt=".2f",
-            cbar=col == len(encoders) - 1, cbar_kws={"label": "test AUROC (fraction, 0–1)"}, linewidths=0.5,
+            grid,
+            ax=ax,
+            vmin=low,
+            vmax=1.0,
+            cmap=settings["heatmap_colormap"],
+            annot=True,
+            fmt=".2f",
+            cbar=col == len(encoders) - 1,
+            cbar_kws={"label": "test AUROC (fraction, 0–1)"},
+            linewidths=0.5,
         )
         ax.set_title(encoder)
         ax.set_xlabel("model")
@@ -163,14 +209,21 @@ def auroc_heatmap(
 
 
 def precision_recall(
-    by_setting: pd.DataFrame, ci: pd.DataFrame, paths: list[Path], settings: dict[str, Any], policy: str
+    by_setting: pd.DataFrame,
+    ci: pd.DataFrame,
+    paths: list[Path],
+    settings: dict[str, Any],
+    policy: str,
 ) -> plt.Figure:
     """Macro precision vs macro recall per model at one size, with bootstrap CIs and iso-F1 curves."""
     apply_theme(settings)
     size = pick_size(by_setting, settings["heatmap_size"], "report.figures.heatmap_size")
     macro = overall_test_rows(by_setting[by_setting["n"] == size])
     encoders = sorted(macro["encoder"].unique())
-    models = model_order(macro.loc[macro["policy"].isin(MODEL_POLICIES), "model"].unique().tolist(), settings["model_order"])
+    models = model_order(
+        macro.loc[macro["policy"].isin(MODEL_POLICIES), "model"].unique().tolist(),
+        settings["model_order"],
+    )
     colours = model_colors(models, settings)
     n_train = int(macro["n_train"].max())
     figure, axes = _grid(1, len(encoders), settings, sharex=True, sharey=True)
@@ -183,9 +236,16 @@ def precision_recall(
                 precision = f1 * recall_grid / (2 * recall_grid - f1)
             keep = (precision > 0) & (precision <= 1)
             ax.plot(recall_grid[keep], precision[keep], color="0.8", linestyle=":", linewidth=1)
-            ax.annotate(f"F1={f1}", (recall_grid[keep][-1], precision[keep][-1]), fontsize="x-small", color="0.5")
+            ax.annotate(
+                f"F1={f1}",
+                (recall_grid[keep][-1], precision[keep][-1]),
+                fontsize="x-small",
+                color="0.5",
+            )
         mine = macro[(macro["encoder"] == encoder) & (macro["policy"] == policy)]
-        intervals = ci[(ci["encoder"] == encoder) & (ci["n"].astype(str) == size) & (ci["policy"] == policy)]
+        intervals = ci[
+            (ci["encoder"] == encoder) & (ci["n"].astype(str) == size) & (ci["policy"] == policy)
+        ]
         for model in models:
             point = mine[mine["model"] == model].set_index("metric")["mean"]
             if not {"precision", "recall"} <= set(point.index):
@@ -194,7 +254,9 @@ def precision_recall(
             bounds = intervals[intervals["model"] == model].set_index("metric")
             xerr = _error_bar(bounds, "recall", x)
             yerr = _error_bar(bounds, "precision", y)
-            handles[model] = ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", color=colours[model], capsize=3, markersize=7)
+            handles[model] = ax.errorbar(
+                x, y, xerr=xerr, yerr=yerr, fmt="o", color=colours[model], capsize=3, markersize=7
+            )
         ax.set_xlim(0, 1.03)
         ax.set_ylim(0, 1.03)
         ax.set_xlabel("macro recall (fraction, 0–1)")
@@ -217,7 +279,9 @@ def _error_bar(bounds: pd.DataFrame, metric: str, value: float) -> np.ndarray | 
     return np.array([[max(value - low, 0.0)], [max(high - value, 0.0)]])
 
 
-def training_curves(history: pd.DataFrame, paths: list[Path], settings: dict[str, Any]) -> plt.Figure:
+def training_curves(
+    history: pd.DataFrame, paths: list[Path], settings: dict[str, Any]
+) -> plt.Figure:
     """Train and validation loss per epoch of one representative run per encoder x model."""
     apply_theme(settings)
     if history.empty:
@@ -234,7 +298,9 @@ def training_curves(history: pd.DataFrame, paths: list[Path], settings: dict[str
     seed = int(runs["seed"].min()) if chosen["seed"] is None else int(chosen["seed"])
     runs = runs[runs["seed"] == seed]
     if runs.empty:
-        raise FigureInputError(f"history.csv has no run with seed {seed} at size {size} (report.figures.training_curves).")
+        raise FigureInputError(
+            f"history.csv has no run with seed {seed} at size {size} (report.figures.training_curves)."
+        )
     encoders = sorted(runs["encoder"].unique())
     models = model_order(runs["model"].unique().tolist(), settings["model_order"])
     colours = model_colors(models, settings)
@@ -247,31 +313,57 @@ def training_curves(history: pd.DataFrame, paths: list[Path], settings: dict[str
                 ax.set_axis_off()
                 continue
             ax.plot(run["epoch"], run["train_loss"], color=colours[model], label="training loss")
-            ax.plot(run["epoch"], run["val_loss"], color=colours[model], linestyle="--", label="validation loss")
+            ax.plot(
+                run["epoch"],
+                run["val_loss"],
+                color=colours[model],
+                linestyle="--",
+                label="validation loss",
+            )
             best = run.loc[run["val_loss"].idxmin(), "epoch"]
-            ax.axvline(best, color="0.5", linestyle=":", linewidth=1, label="lowest validation loss")
+            ax.axvline(
+                best, color="0.5", linestyle=":", linewidth=1, label="lowest validation loss"
+            )
             ax.set_title(f"{encoder} / {model}")
             ax.set_ylabel("BCE loss per label (mean)" if col == 0 else "")
             if row == len(encoders) - 1:
                 ax.set_xlabel("epoch")
             ax.legend(fontsize="x-small")
     n_train = int(runs["n_train"].max())
-    figure.suptitle(f"Training curves of representative runs: {size_label(size, n_train)} training images, seed {seed}")
+    figure.suptitle(
+        f"Training curves of representative runs: {size_label(size, n_train)} training images, seed {seed}"
+    )
     figure.tight_layout()
     save_figure(figure, paths, settings["dpi"])
     return figure
 
 
-def sentiment_comparison(sentiment: pd.DataFrame, paths: list[Path], settings: dict[str, Any]) -> plt.Figure:
+def sentiment_comparison(
+    sentiment: pd.DataFrame, paths: list[Path], settings: dict[str, Any]
+) -> plt.Figure:
     """SVM on frozen features vs fine-tuning, per split and metric (sentiment track)."""
     apply_theme(settings)
     if sentiment.empty:
-        raise FigureInputError("sentiment.csv holds no metric; the sentiment track wrote no metrics.json.")
-    sentiment = sentiment.assign(method=sentiment["method"].map(lambda m: SENTIMENT_METHODS.get(m, m)))
-    methods = [SENTIMENT_METHODS[m] for m in SENTIMENT_METHODS] + sorted(set(sentiment["method"]) - set(SENTIMENT_METHODS.values()))
+        raise FigureInputError(
+            "sentiment.csv holds no metric; the sentiment track wrote no metrics.json."
+        )
+    sentiment = sentiment.assign(
+        method=sentiment["method"].map(lambda m: SENTIMENT_METHODS.get(m, m))
+    )
+    methods = [SENTIMENT_METHODS[m] for m in SENTIMENT_METHODS] + sorted(
+        set(sentiment["method"]) - set(SENTIMENT_METHODS.values())
+    )
     methods = [m for m in methods if m in set(sentiment["method"])]
-    colours = dict(zip(methods, sns.color_palette(settings["palette"], n_colors=len(methods) + 5)[-len(methods):]))
-    metrics = [m for m in ("accuracy", "f1", "precision", "recall") if m in set(sentiment["metric"])]
+    colours = dict(
+        zip(
+            methods,
+            sns.color_palette(settings["palette"], n_colors=len(methods) + 5)[-len(methods) :],
+            strict=False,
+        )
+    )
+    metrics = [
+        m for m in ("accuracy", "f1", "precision", "recall") if m in set(sentiment["metric"])
+    ]
     metrics += sorted(set(sentiment["metric"]) - set(metrics))
     groups = sorted(sentiment.groupby(["dataset", "model"]).groups)
     figure, axes = _grid(len(groups), len(metrics), settings, sharey=True)
@@ -279,8 +371,21 @@ def sentiment_comparison(sentiment: pd.DataFrame, paths: list[Path], settings: d
     for row, (dataset, model) in enumerate(groups):
         for col, metric in enumerate(metrics):
             ax = axes[row, col]
-            rows = sentiment[(sentiment["dataset"] == dataset) & (sentiment["model"] == model) & (sentiment["metric"] == metric)]
-            sns.barplot(data=rows, x="split", y="value", hue="method", order=splits, hue_order=methods, palette=colours, ax=ax)
+            rows = sentiment[
+                (sentiment["dataset"] == dataset)
+                & (sentiment["model"] == model)
+                & (sentiment["metric"] == metric)
+            ]
+            sns.barplot(
+                data=rows,
+                x="split",
+                y="value",
+                hue="method",
+                order=splits,
+                hue_order=methods,
+                palette=colours,
+                ax=ax,
+            )
             for container in ax.containers:
                 ax.bar_label(container, fmt="%.3f", fontsize="x-small")
             ax.set_ylim(0, 1.05)
@@ -290,7 +395,14 @@ def sentiment_comparison(sentiment: pd.DataFrame, paths: list[Path], settings: d
             if ax.get_legend() is not None:
                 ax.get_legend().remove()
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[m]) for m in methods]
-    figure.legend(handles, methods, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False, title="method")
+    figure.legend(
+        handles,
+        methods,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 0.95),
+        frameon=False,
+        title="method",
+    )
     figure.suptitle("Sentiment track: SVM on frozen encoder features vs fine-tuning the encoder")
     figure.tight_layout()
     save_figure(figure, paths, settings["dpi"])

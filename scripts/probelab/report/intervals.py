@@ -29,12 +29,38 @@ log = logging.getLogger(__name__)
 
 POLICIES = ("t0.5", "tuned")
 CI_COLUMNS = [
-    "encoder", "model", "n", "n_train", "policy", "metric", "estimate", "ci_low", "ci_high",
-    "n_seeds", "n_images", "n_patients", "resamples", "confidence",
+    "encoder",
+    "model",
+    "n",
+    "n_train",
+    "policy",
+    "metric",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+    "n_images",
+    "n_patients",
+    "resamples",
+    "confidence",
 ]
 COMPARISON_COLUMNS = [
-    "encoder", "n", "n_train", "model", "reference", "policy", "metric", "model_value", "reference_value",
-    "difference", "ci_low", "ci_high", "excludes_zero", "higher_is_better", "resamples", "confidence",
+    "encoder",
+    "n",
+    "n_train",
+    "model",
+    "reference",
+    "policy",
+    "metric",
+    "model_value",
+    "reference_value",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "excludes_zero",
+    "higher_is_better",
+    "resamples",
+    "confidence",
 ]
 
 
@@ -60,10 +86,14 @@ def test_patients(split_path: Path) -> pd.DataFrame:
     return test.astype(str).sort_values("image_id", ignore_index=True)
 
 
-def _read_predictions(run: Run, pathologies: list[str], positions_of: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _read_predictions(
+    run: Run, pathologies: list[str], positions_of: pd.Series
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     path = run.folder / "predictions_test.parquet"
     if not path.exists():
-        raise RunFolderError(f"{path} is missing; the bootstrap needs every run's test predictions.")
+        raise RunFolderError(
+            f"{path} is missing; the bootstrap needs every run's test predictions."
+        )
     frame = pd.read_parquet(path)
     needed = ["image_id"] + [f"prob_{p}" for p in pathologies] + [f"true_{p}" for p in pathologies]
     missing = [column for column in needed if column not in frame.columns]
@@ -73,7 +103,9 @@ def _read_predictions(run: Run, pathologies: list[str], positions_of: pd.Series)
     positions = ids.map(positions_of)
     if positions.isna().any():
         unknown = ids[positions.isna()].iloc[0]
-        raise RunFolderError(f"{path} has image {unknown!r}, which is not in the test split of split.parquet.")
+        raise RunFolderError(
+            f"{path} has image {unknown!r}, which is not in the test split of split.parquet."
+        )
     if ids.duplicated().any():
         raise RunFolderError(f"{path} lists image {ids[ids.duplicated()].iloc[0]!r} twice.")
     probs = frame[[f"prob_{p}" for p in pathologies]].to_numpy(np.float64)
@@ -91,7 +123,11 @@ def _thresholds(run: Run, policy: str, pathologies: list[str]) -> np.ndarray:
 
 
 def evaluate_run(
-    run: Run, pathologies: list[str], resampler: PatientResampler, positions_of: pd.Series, metrics: tuple[str, ...]
+    run: Run,
+    pathologies: list[str],
+    resampler: PatientResampler,
+    positions_of: pd.Series,
+    metrics: tuple[str, ...],
 ) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], np.ndarray], frozenset[int]]:
     """(policy, metric) -> full-sample value and -> resample values (B,); plus the image positions."""
     positions, probs, truth = _read_predictions(run, pathologies, positions_of)
@@ -99,13 +135,18 @@ def evaluate_run(
     resampled: dict[tuple[str, str], np.ndarray] = {}
     # threshold-free metrics are computed once and listed under each policy, for uniform lookups
     groups = [(POLICIES, tuple(m for m in metrics if m in THRESHOLD_FREE))]
-    groups += [((policy,), tuple(m for m in metrics if m not in THRESHOLD_FREE)) for policy in POLICIES]
+    groups += [
+        ((policy,), tuple(m for m in metrics if m not in THRESHOLD_FREE)) for policy in POLICIES
+    ]
     for policies, names in groups:
         if not names:
             continue
         thresholds = _thresholds(run, policies[0], pathologies)
         full = weighted_metrics(probs, truth, thresholds, np.ones((1, len(positions))), names)
-        blocks = [weighted_metrics(probs, truth, thresholds, w, names) for w in resampler.blocks(positions)]
+        blocks = [
+            weighted_metrics(probs, truth, thresholds, w, names)
+            for w in resampler.blocks(positions)
+        ]
         for metric in names:
             values = np.concatenate([block[metric] for block in blocks])
             for policy in policies:
@@ -138,7 +179,9 @@ def bootstrap_tables(
     for setting, evaluations in sorted(by_setting.items()):
         image_sets = {evaluation[2] for evaluation in evaluations}
         if len(image_sets) > 1:
-            raise RunFolderError(f"the seeds of {'/'.join(setting)} were tested on different image sets.")
+            raise RunFolderError(
+                f"the seeds of {'/'.join(setting)} were tested on different image sets."
+            )
         images[setting] = image_sets.pop()
         patients = len(np.unique(resampler.patient_index[sorted(images[setting])]))
         averaged[setting] = {}
@@ -148,8 +191,19 @@ def bootstrap_tables(
             averaged[setting][key] = (estimate, values)
             low, high = percentile_interval(values, settings.confidence)
             ci_rows.append(
-                [*setting, n_train[setting], *key, estimate, low, high, len(evaluations), len(images[setting]),
-                 patients, settings.resamples, settings.confidence]
+                [
+                    *setting,
+                    n_train[setting],
+                    *key,
+                    estimate,
+                    low,
+                    high,
+                    len(evaluations),
+                    len(images[setting]),
+                    patients,
+                    settings.resamples,
+                    settings.confidence,
+                ]
             )
     ci = pd.DataFrame(ci_rows, columns=CI_COLUMNS)
     return ci, _comparisons(averaged, images, n_train, settings)
@@ -170,8 +224,22 @@ def _comparisons(averaged, images, n_train, settings: BootstrapSettings) -> pd.D
             reference_estimate, reference_resampled = averaged[reference][key]
             low, high = percentile_interval(resampled - reference_resampled, settings.confidence)
             rows.append(
-                [encoder, n, n_train[(encoder, model, n)], model, settings.reference, *key, estimate,
-                 reference_estimate, estimate - reference_estimate, low, high, bool(low > 0 or high < 0),
-                 key[1] not in LOWER_IS_BETTER, settings.resamples, settings.confidence]
+                [
+                    encoder,
+                    n,
+                    n_train[(encoder, model, n)],
+                    model,
+                    settings.reference,
+                    *key,
+                    estimate,
+                    reference_estimate,
+                    estimate - reference_estimate,
+                    low,
+                    high,
+                    bool(low > 0 or high < 0),
+                    key[1] not in LOWER_IS_BETTER,
+                    settings.resamples,
+                    settings.confidence,
+                ]
             )
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

@@ -25,7 +25,11 @@ def summary_config(config: dict[str, Any]) -> dict[str, Any]:
 def check_report_config(config: dict[str, Any]) -> None:
     """Rules across report keys that the JSON schema cannot express."""
     report = config["report"]
-    missing = [m for m in report["figures"]["learning_curve_metrics"] if m not in report["bootstrap"]["metrics"]]
+    missing = [
+        m
+        for m in report["figures"]["learning_curve_metrics"]
+        if m not in report["bootstrap"]["metrics"]
+    ]
     if missing:
         raise ConfigError(
             f"config key 'report.figures.learning_curve_metrics' is invalid: {', '.join(missing)} must also be "
@@ -59,7 +63,9 @@ def report_dir(config: dict[str, Any]) -> str:
 
 def figure_files(config: dict[str, Any], name: str) -> list[str]:
     """The files of one figure, one per configured format."""
-    return [f"{report_dir(config)}/{name}.{kind}" for kind in config["report"]["figures"]["formats"]]
+    return [
+        f"{report_dir(config)}/{name}.{kind}" for kind in config["report"]["figures"]["formats"]
+    ]
 
 
 def report_figures(config: dict[str, Any]) -> list[str]:

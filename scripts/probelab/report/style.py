@@ -31,7 +31,11 @@ THRESHOLD_FREE = frozenset({"auroc", "average_precision"})
 def metric_axis_label(metric: str) -> str:
     """Axis label with its unit: every metric is a fraction in [0, 1]."""
     label = METRIC_LABELS.get(metric, metric)
-    return f"{label} (fraction)\nlower is better" if metric == "hamming_loss" else f"{label} (fraction)"
+    return (
+        f"{label} (fraction)\nlower is better"
+        if metric == "hamming_loss"
+        else f"{label} (fraction)"
+    )
 
 
 def metric_title(metric: str, policy: str) -> str:
@@ -58,7 +62,9 @@ def model_colors(models: list[str], settings: dict[str, Any]) -> dict[str, Any]:
 
 def apply_theme(settings: dict[str, Any]) -> None:
     sns.set_theme(style=settings["style"], context=settings["context"])
-    plt.rcParams["svg.hashsalt"] = "probelab"  # stable SVG ids, so unchanged figures are byte-identical
+    plt.rcParams["svg.hashsalt"] = (
+        "probelab"  # stable SVG ids, so unchanged figures are byte-identical
+    )
     plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable, editable SVGs
 
 

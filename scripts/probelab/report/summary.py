@@ -25,13 +25,27 @@ METRIC_NAMES = {
     "hamming_loss": "Hamming loss",
 }
 VERSIONED_PACKAGES = (
-    "probelab", "snakemake", "numpy", "pandas", "scikit-learn", "torch", "open_clip_torch", "transformers",
-    "datasets", "h5py", "matplotlib", "seaborn",
+    "probelab",
+    "snakemake",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "torch",
+    "open_clip_torch",
+    "transformers",
+    "datasets",
+    "h5py",
+    "matplotlib",
+    "seaborn",
 )
 
 
 def _number(value: float, digits: int = 3) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return (
+        "—"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.{digits}f}"
+    )
 
 
 def _with_ci(estimate: float, low: float, high: float) -> str:
@@ -50,25 +64,39 @@ def _size_text(n: str, n_train: int) -> str:
     return f"all ({n_train})" if n == "all" else str(n)
 
 
-def headline_section(ci: pd.DataFrame, by_setting: pd.DataFrame, report: dict[str, Any], model_order: list[str]) -> str:
+def headline_section(
+    ci: pd.DataFrame, by_setting: pd.DataFrame, report: dict[str, Any], model_order: list[str]
+) -> str:
     policy = report["policy"]
     size = pick_size(ci, report["headline_size"], "report.headline_size")
     rows_at = ci[(ci["n"] == size) & (ci["policy"] == policy)]
     metrics = [m for m in METRIC_NAMES if m in set(rows_at["metric"])]
     n_train = int(rows_at["n_train"].max()) if not rows_at.empty else 0
     rows = []
-    for (encoder, model), group in sorted(rows_at.groupby(["encoder", "model"]), key=lambda item: (item[0][0], _rank(item[0][1], model_order))):
+    for (encoder, model), group in sorted(
+        rows_at.groupby(["encoder", "model"]),
+        key=lambda item: (item[0][0], _rank(item[0][1], model_order)),
+    ):
         cells = group.set_index("metric")
         rows.append(
             [encoder, model]
-            + [_with_ci(*cells.loc[m, ["estimate", "ci_low", "ci_high"]]) if m in cells.index else "—" for m in metrics]
+            + [
+                _with_ci(*cells.loc[m, ["estimate", "ci_low", "ci_high"]])
+                if m in cells.index
+                else "—"
+                for m in metrics
+            ]
             + [int(group["n_seeds"].max())]
         )
     baseline = overall_test_rows(by_setting)
     baseline = baseline[baseline["policy"] == "all_negative"]
     if not baseline.empty:
         means = baseline.groupby("metric")["mean"].mean()
-        rows.append(["all-negative baseline", "—"] + [_number(means.get(m, float("nan"))) for m in metrics] + ["—"])
+        rows.append(
+            ["all-negative baseline", "—"]
+            + [_number(means.get(m, float("nan"))) for m in metrics]
+            + ["—"]
+        )
     resamples = int(ci["resamples"].iloc[0]) if not ci.empty else 0
     confidence = float(ci["confidence"].iloc[0]) if not ci.empty else 0.0
     text = [
@@ -89,17 +117,40 @@ def _rank(model: str, order: list[str]) -> tuple[int, str]:
 
 
 def sizes_section(ci: pd.DataFrame, model_order: list[str]) -> str:
-    rows_auc = ci[(ci["metric"] == "auroc") & (ci["policy"] == ci["policy"].iloc[0])] if not ci.empty else ci
+    rows_auc = (
+        ci[(ci["metric"] == "auroc") & (ci["policy"] == ci["policy"].iloc[0])]
+        if not ci.empty
+        else ci
+    )
     if rows_auc.empty:
         return ""
     sizes = size_order(rows_auc["n"].tolist())
     n_train = rows_auc.groupby("n")["n_train"].max()
     rows = []
-    for (encoder, model), group in sorted(rows_auc.groupby(["encoder", "model"]), key=lambda item: (item[0][0], _rank(item[0][1], model_order))):
+    for (encoder, model), group in sorted(
+        rows_auc.groupby(["encoder", "model"]),
+        key=lambda item: (item[0][0], _rank(item[0][1], model_order)),
+    ):
         cells = group.set_index("n")
-        rows.append([encoder, model] + [_with_ci(*cells.loc[n, ["estimate", "ci_low", "ci_high"]]) if n in cells.index else "—" for n in sizes])
+        rows.append(
+            [encoder, model]
+            + [
+                _with_ci(*cells.loc[n, ["estimate", "ci_low", "ci_high"]])
+                if n in cells.index
+                else "—"
+                for n in sizes
+            ]
+        )
     header = ["encoder", "model"] + [f"n = {_size_text(n, int(n_train[n]))}" for n in sizes]
-    return "\n".join(["## Macro AUROC at every training-set size", "", "Test split, mean over seeds [95 % CI].", "", _table(header, rows)])
+    return "\n".join(
+        [
+            "## Macro AUROC at every training-set size",
+            "",
+            "Test split, mean over seeds [95 % CI].",
+            "",
+            _table(header, rows),
+        ]
+    )
 
 
 def comparisons_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> str:
@@ -120,7 +171,9 @@ def comparisons_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> st
                 continue
             cell = cells.loc[metric]
             mark = " ✱" if bool(cell["excludes_zero"]) else ""
-            row.append(f"{cell['difference']:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]{mark}")
+            row.append(
+                f"{cell['difference']:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]{mark}"
+            )
         rows.append(row)
     return "\n".join(
         [
@@ -151,18 +204,25 @@ def figures_section(figures: list[str]) -> str:
     return "\n".join(lines).rstrip()
 
 
-def data_section(index_counts: Path, split_path: Path, index_path: Path, pathologies: list[str]) -> str:
+def data_section(
+    index_counts: Path, split_path: Path, index_path: Path, pathologies: list[str]
+) -> str:
     counts = json.loads(Path(index_counts).read_text())
     split = pd.read_parquet(split_path)
     labels = pd.read_parquet(index_path, columns=["image_id", *pathologies])
     merged = split.merge(labels, on="image_id", how="left")
     order = [s for s in ("train", "val", "test") if s in set(merged["split"])]
     per_split = [
-        [name, int((merged["split"] == name).sum()), int(merged.loc[merged["split"] == name, "patient_id"].nunique())]
+        [
+            name,
+            int((merged["split"] == name).sum()),
+            int(merged.loc[merged["split"] == name, "patient_id"].nunique()),
+        ]
         for name in order
     ]
     positives = [
-        [p, counts.get("positives", {}).get(p, "—")] + [int(merged.loc[merged["split"] == s, p].sum()) for s in order]
+        [p, counts.get("positives", {}).get(p, "—")]
+        + [int(merged.loc[merged["split"] == s, p].sum()) for s in order]
         for p in pathologies
     ]
     listed = [
@@ -195,8 +255,19 @@ def encoders_section(encoders: dict[str, Any]) -> str:
         for key in settings if isinstance(settings, dict) else []:
             if key not in keys:
                 keys.append(key)
-    rows = [[name] + [_cell((settings or {}).get(key, "")) for key in keys] for name, settings in encoders.items()]
-    return "\n".join(["## Encoders and weights", "", "As configured (`encoders:` in the config).", "", _table(["encoder"] + keys, rows)])
+    rows = [
+        [name] + [_cell((settings or {}).get(key, "")) for key in keys]
+        for name, settings in encoders.items()
+    ]
+    return "\n".join(
+        [
+            "## Encoders and weights",
+            "",
+            "As configured (`encoders:` in the config).",
+            "",
+            _table(["encoder"] + keys, rows),
+        ]
+    )
 
 
 def _cell(value: Any) -> str:
@@ -207,11 +278,24 @@ def _cell(value: Any) -> str:
 def sentiment_section(sentiment: pd.DataFrame) -> str:
     if sentiment.empty:
         return ""
-    table = sentiment.pivot_table(index=["dataset", "model", "method"], columns=["split", "metric"], values="value")
-    header = ["dataset", "model", "method"] + [f"{split} {metric}" for split, metric in table.columns]
-    rows = [list(index) + [_number(v) for v in values] for index, values in zip(table.index, table.to_numpy())]
+    table = sentiment.pivot_table(
+        index=["dataset", "model", "method"], columns=["split", "metric"], values="value"
+    )
+    header = ["dataset", "model", "method"] + [
+        f"{split} {metric}" for split, metric in table.columns
+    ]
+    rows = [
+        list(index) + [_number(v) for v in values]
+        for index, values in zip(table.index, table.to_numpy(), strict=True)
+    ]
     return "\n".join(
-        ["## Sentiment track", "", "SVM on frozen encoder features vs fine-tuning the encoder.", "", _table(header, rows)]
+        [
+            "## Sentiment track",
+            "",
+            "SVM on frozen encoder features vs fine-tuning the encoder.",
+            "",
+            _table(header, rows),
+        ]
     )
 
 
@@ -245,7 +329,9 @@ def flagged_encoders(encoders: dict[str, Any], caveats: dict[str, Any]) -> list[
     flagged = []
     for name, settings in encoders.items():
         text = f"{name} {json.dumps(settings, default=str)}".lower()
-        if name in caveats["nih_pretraining_encoders"] or any(p.lower() in text for p in caveats["nih_pretraining_patterns"]):
+        if name in caveats["nih_pretraining_encoders"] or any(
+            p.lower() in text for p in caveats["nih_pretraining_patterns"]
+        ):
             flagged.append(name)
     return flagged
 

@@ -27,11 +27,17 @@ def find_split_files(folder: str | Path, split_names: dict[str, str]) -> dict[st
     """Map each split to its file `<folder>/<name>.<jsonl|json|csv|parquet>` (one format per folder)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SentimentDataError(f"sentiment data folder {folder} does not exist; expected a folder of split files.")
+        raise SentimentDataError(
+            f"sentiment data folder {folder} does not exist; expected a folder of split files."
+        )
     files: dict[str, Path] = {}
     for split in SPLITS:
         name = split_names[split]
-        found = [folder / f"{name}{suffix}" for suffix in LOCAL_FORMATS if (folder / f"{name}{suffix}").is_file()]
+        found = [
+            folder / f"{name}{suffix}"
+            for suffix in LOCAL_FORMATS
+            if (folder / f"{name}{suffix}").is_file()
+        ]
         if not found:
             raise SentimentDataError(
                 f"sentiment data folder {folder} has no file for split '{split}'; expected "
@@ -54,11 +60,13 @@ def input_files(data: dict[str, Any], demo_folder: str | Path) -> list[str]:
     if data["source"] == "demo":
         return [str(Path(demo_folder) / f"{split}.jsonl") for split in SPLITS]
     if not data.get("path"):
-        raise SentimentDataError("config key 'sentiment.data.path' must name a folder when sentiment.data.source is 'local'.")
+        raise SentimentDataError(
+            "config key 'sentiment.data.path' must name a folder when sentiment.data.source is 'local'."
+        )
     return [str(path) for path in find_split_files(data["path"], data["splits"]).values()]
 
 
-def load_splits(data: dict[str, Any], demo_folder: str | Path | None) -> "datasets.DatasetDict":
+def load_splits(data: dict[str, Any], demo_folder: str | Path | None) -> datasets.DatasetDict:
     """Load train / validation / test from the configured source and check them.
 
     `data` is the config's `sentiment.data` section; `demo_folder` is where the demo review set
@@ -69,9 +77,14 @@ def load_splits(data: dict[str, Any], demo_folder: str | Path | None) -> "datase
     text_column, label_column = data["text_column"], data["label_column"]
     if data["source"] == "hub":
         if not data.get("path"):
-            raise SentimentDataError("config key 'sentiment.data.path' must name a hub data set id when sentiment.data.source is 'hub'.")
+            raise SentimentDataError(
+                "config key 'sentiment.data.path' must name a hub data set id when sentiment.data.source is 'hub'."
+            )
         loaded = datasets.load_dataset(data["path"])
-        origin = {split: f"hub data set {data['path']} split '{data['splits'][split]}'" for split in SPLITS}
+        origin = {
+            split: f"hub data set {data['path']} split '{data['splits'][split]}'"
+            for split in SPLITS
+        }
         missing = [split for split in SPLITS if data["splits"][split] not in loaded]
         if missing:
             raise SentimentDataError(
@@ -82,12 +95,16 @@ def load_splits(data: dict[str, Any], demo_folder: str | Path | None) -> "datase
     else:
         if data["source"] == "demo":
             if demo_folder is None:
-                raise SentimentDataError("sentiment.data.source is 'demo' but no demo review folder was given.")
+                raise SentimentDataError(
+                    "sentiment.data.source is 'demo' but no demo review folder was given."
+                )
             folder, names = Path(demo_folder), {split: split for split in SPLITS}
             text_column, label_column = "text", "label"
         else:
             if not data.get("path"):
-                raise SentimentDataError("config key 'sentiment.data.path' must name a folder when sentiment.data.source is 'local'.")
+                raise SentimentDataError(
+                    "config key 'sentiment.data.path' must name a folder when sentiment.data.source is 'local'."
+                )
             folder, names = Path(data["path"]), data["splits"]
         files = find_split_files(folder, names)
         builder = LOCAL_FORMATS[next(iter(files.values())).suffix]
@@ -95,15 +112,24 @@ def load_splits(data: dict[str, Any], demo_folder: str | Path | None) -> "datase
         for split, path in files.items():
             try:
                 raw[split] = datasets.load_dataset(builder, data_files=str(path), split="train")
-            except Exception as error:  # the builders raise many types; name the file in one sentence
-                raise SentimentDataError(f"could not read sentiment split file {path}: {error}") from error
+            except (
+                Exception
+            ) as error:  # the builders raise many types; name the file in one sentence
+                raise SentimentDataError(
+                    f"could not read sentiment split file {path}: {error}"
+                ) from error
         origin = {split: f"file {path}" for split, path in files.items()}
     return datasets.DatasetDict(
-        {split: check_split(raw[split], text_column, label_column, origin[split]) for split in SPLITS}
+        {
+            split: check_split(raw[split], text_column, label_column, origin[split])
+            for split in SPLITS
+        }
     )
 
 
-def check_split(split: "datasets.Dataset", text_column: str, label_column: str, origin: str) -> "datasets.Dataset":
+def check_split(
+    split: datasets.Dataset, text_column: str, label_column: str, origin: str
+) -> datasets.Dataset:
     """Keep `text` and `label` only, renamed; refuse missing columns, empty texts and labels outside {0, 1}."""
     for column, key in ((text_column, "text_column"), (label_column, "label_column")):
         if column not in split.column_names:
@@ -116,7 +142,9 @@ def check_split(split: "datasets.Dataset", text_column: str, label_column: str, 
     texts, labels = list(split[text_column]), list(split[label_column])
     for row, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
-            raise SentimentDataError(f"{origin} row {row + 1} has an empty or missing text in column '{text_column}'.")
+            raise SentimentDataError(
+                f"{origin} row {row + 1} has an empty or missing text in column '{text_column}'."
+            )
     for row, label in enumerate(labels):
         if isinstance(label, bool) or label not in LABELS:
             raise SentimentDataError(
@@ -124,15 +152,21 @@ def check_split(split: "datasets.Dataset", text_column: str, label_column: str, 
             )
     import datasets
 
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
-    return datasets.Dataset.from_dict({"text": list(texts), "label": [int(label) for label in labels]}, features=features)
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.Value("int64")}
+    )
+    return datasets.Dataset.from_dict(
+        {"text": list(texts), "label": [int(label) for label in labels]}, features=features
+    )
 
 
-def data_hash(splits: "datasets.DatasetDict") -> str:
+def data_hash(splits: datasets.DatasetDict) -> str:
     """Hash of every split's texts and labels, in order: caches record it to refuse other data."""
     digest = hashlib.sha256()
     for split in SPLITS:
         digest.update(f"\x00{split}\x00".encode())
-        for text, label in zip(list(splits[split]["text"]), list(splits[split]["label"])):
+        for text, label in zip(
+            list(splits[split]["text"]), list(splits[split]["label"]), strict=True
+        ):
             digest.update(f"{label}\t{text}\x1e".encode())
     return digest.hexdigest()[:16]

@@ -18,16 +18,55 @@ from probelab.io import write_text
 from probelab.sentiment import SPLITS
 
 ASPECTS = [
-    "acting", "plot", "script", "soundtrack", "camera work", "pacing", "dialogue", "ending",
-    "cast", "direction", "humour", "story", "editing", "lead performance", "final act",
+    "acting",
+    "plot",
+    "script",
+    "soundtrack",
+    "camera work",
+    "pacing",
+    "dialogue",
+    "ending",
+    "cast",
+    "direction",
+    "humour",
+    "story",
+    "editing",
+    "lead performance",
+    "final act",
 ]
 POSITIVE = [
-    "superb", "moving", "clever", "gripping", "charming", "convincing", "beautiful", "sharp",
-    "delightful", "memorable", "inventive", "heartfelt", "funny", "assured", "wonderful",
+    "superb",
+    "moving",
+    "clever",
+    "gripping",
+    "charming",
+    "convincing",
+    "beautiful",
+    "sharp",
+    "delightful",
+    "memorable",
+    "inventive",
+    "heartfelt",
+    "funny",
+    "assured",
+    "wonderful",
 ]
 NEGATIVE = [
-    "dull", "clumsy", "tedious", "flat", "forgettable", "predictable", "lifeless", "muddled",
-    "awkward", "shallow", "tiresome", "bland", "sloppy", "unconvincing", "a mess",
+    "dull",
+    "clumsy",
+    "tedious",
+    "flat",
+    "forgettable",
+    "predictable",
+    "lifeless",
+    "muddled",
+    "awkward",
+    "shallow",
+    "tiresome",
+    "bland",
+    "sloppy",
+    "unconvincing",
+    "a mess",
 ]
 INTENSIFIERS = ["", "", "really ", "quite ", "utterly ", "surprisingly ", "oddly "]
 NEGATIONS = ["not", "never", "hardly", "far from"]
@@ -94,14 +133,22 @@ def generate_reviews(n_reviews: int, label_noise: float, seed: int) -> list[dict
 
 
 def write_demo_reviews(
-    folder: str | Path, n_reviews: int, validation_fraction: float, test_fraction: float, label_noise: float, seed: int
+    folder: str | Path,
+    n_reviews: int,
+    validation_fraction: float,
+    test_fraction: float,
+    label_noise: float,
+    seed: int,
 ) -> dict[str, int]:
     """Write train / validation / test JSON-lines files into `folder`; returns the split sizes."""
     rows = generate_reviews(n_reviews, label_noise, seed)
     n_validation = max(1, round(n_reviews * validation_fraction))
     n_test = max(1, round(n_reviews * test_fraction))
-    bounds = {"validation": (0, n_validation), "test": (n_validation, n_validation + n_test),
-              "train": (n_validation + n_test, n_reviews)}
+    bounds = {
+        "validation": (0, n_validation),
+        "test": (n_validation, n_validation + n_test),
+        "train": (n_validation + n_test, n_reviews),
+    }
     sizes = {}
     for split in SPLITS:
         start, stop = bounds[split]

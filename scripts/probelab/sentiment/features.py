@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probelab import __version__
-from probelab.cache import CacheError, open_h5, plain_value, atomic_h5, check_attrs
+from probelab.cache import CacheError, atomic_h5, check_attrs, open_h5, plain_value
 from probelab.sentiment import SPLITS
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def batch_order(lengths: np.ndarray, batch_size: int, sort_by_length: bool) -> list[np.ndarray]:
     """Row indices per batch: by increasing length (stable, so ties keep file order) or file order."""
     order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def pool(hidden: Any, attention_mask: Any, pooling: str) -> Any:
@@ -43,15 +43,17 @@ def pool(hidden: Any, attention_mask: Any, pooling: str) -> Any:
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
-def tokenize(tokenizer: "PreTrainedTokenizerBase", texts: list[str], max_length: int) -> dict[str, list]:
+def tokenize(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
+) -> dict[str, list]:
     """Token ids without padding (truncated to max_length); padding happens per batch."""
     return tokenizer(texts, truncation=True, max_length=max_length)
 
 
 def extract_features(
     texts: list[str],
-    tokenizer: "PreTrainedTokenizerBase",
-    encoder: "PreTrainedModel",
+    tokenizer: PreTrainedTokenizerBase,
+    encoder: PreTrainedModel,
     pooling: str,
     max_length: int,
     batch_size: int,
@@ -70,14 +72,21 @@ def extract_features(
     with torch.inference_mode():
         for number, rows in enumerate(batches, 1):
             batch = tokenizer.pad(
-                {key: [encoded[key][i] for i in rows] for key in encoded.keys()}, return_tensors="pt"
+                {key: [encoded[key][i] for i in rows] for key in encoded.keys()},
+                return_tensors="pt",
             )
             hidden = encoder(**batch).last_hidden_state
             features[rows] = pool(hidden, batch["attention_mask"], pooling).float().numpy()
             if number % report_every == 0 or number == len(batches):
                 elapsed = time.perf_counter() - start
-                log.info("%s batch %d/%d: %d texts, %.1f texts/s", label, number, len(batches),
-                         sum(len(b) for b in batches[:number]), sum(len(b) for b in batches[:number]) / elapsed)
+                log.info(
+                    "%s batch %d/%d: %d texts, %.1f texts/s",
+                    label,
+                    number,
+                    len(batches),
+                    sum(len(b) for b in batches[:number]),
+                    sum(len(b) for b in batches[:number]) / elapsed,
+                )
     return features, lengths
 
 
@@ -113,7 +122,10 @@ def read_text_features(path: str | Path, expected: dict[str, Any]) -> TextFeatur
             features[split] = np.asarray(group["features"][()], dtype=np.float32)
             labels[split] = np.asarray(group["label"][()], dtype=np.int64)
             n_tokens[split] = np.asarray(group["n_tokens"][()], dtype=np.int64)
-            if features[split].shape != (len(labels[split]), attrs.get("embedding_dim", features[split].shape[1])):
+            if features[split].shape != (
+                len(labels[split]),
+                attrs.get("embedding_dim", features[split].shape[1]),
+            ):
                 raise CacheError(
                     f"text features cache {path} is inconsistent: split '{split}' has features of shape "
                     f"{features[split].shape} for {len(labels[split])} labels."

@@ -30,7 +30,9 @@ INTEGRATIONS = {"wandb": ("wandb",), "tensorboard": ("tensorboard", "tensorboard
 
 def check_report_to(report_to: list[str]) -> None:
     for name in report_to:
-        if name in INTEGRATIONS and not any(importlib.util.find_spec(m) for m in INTEGRATIONS[name]):
+        if name in INTEGRATIONS and not any(
+            importlib.util.find_spec(m) for m in INTEGRATIONS[name]
+        ):
             raise SentimentDataError(
                 f"config key 'sentiment.finetune.report_to' asks for '{name}', but the Python package "
                 f"{INTEGRATIONS[name][0]} is not installed; install it or remove '{name}'."
@@ -51,8 +53,16 @@ def _progress_callback() -> Any:
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 (Trainer API)
             if logs:
-                shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
-                log.info("step %d/%d (epoch %.2f): %s", state.global_step, state.max_steps, state.epoch or 0, shown)
+                shown = ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items()
+                )
+                log.info(
+                    "step %d/%d (epoch %.2f): %s",
+                    state.global_step,
+                    state.max_steps,
+                    state.epoch or 0,
+                    shown,
+                )
 
     return LogProgress()
 
@@ -61,13 +71,19 @@ def _best_evaluation(log_history: list[dict[str, Any]], best_step: int | None) -
     """The validation log entry of the best checkpoint (the last evaluation if none was best)."""
     evaluations = [entry for entry in log_history if "eval_loss" in entry]
     if not evaluations:
-        raise RuntimeError("the Trainer logged no validation evaluation; evaluation runs at the end of every epoch.")
+        raise RuntimeError(
+            "the Trainer logged no validation evaluation; evaluation runs at the end of every epoch."
+        )
     chosen = [entry for entry in evaluations if entry.get("step") == best_step]
     return (chosen or evaluations)[-1]
 
 
 def _strip(values: dict[str, Any], prefix: str) -> dict[str, float]:
-    return {k.removeprefix(f"{prefix}_"): float(v) for k, v in values.items() if k.startswith(f"{prefix}_")}
+    return {
+        k.removeprefix(f"{prefix}_"): float(v)
+        for k, v in values.items()
+        if k.startswith(f"{prefix}_")
+    }
 
 
 def _save_atomically(trainer: Any, model_dir: Path) -> None:
@@ -120,7 +136,9 @@ def finetune(
     )
     id2label = dict(enumerate(label_names))
     classifier = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model(model), num_labels=len(label_names), id2label=id2label,
+        resolve_model(model),
+        num_labels=len(label_names),
+        id2label=id2label,
         label2id={name: i for i, name in id2label.items()},
     )
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +157,9 @@ def finetune(
             per_device_eval_batch_size=params["eval_batch_size"],
             learning_rate=params["learning_rate"],
             weight_decay=params["weight_decay"],
-            warmup_steps=params["warmup_ratio"],  # Transformers 5: a float in [0, 1) is a ratio of all steps
+            warmup_steps=params[
+                "warmup_ratio"
+            ],  # Transformers 5: a float in [0, 1) is a ratio of all steps
             lr_scheduler_type=params["lr_scheduler"],
             # batches of similar lengths pad less: the same epochs for less compute
             train_sampling_strategy="group_by_length" if params["group_by_length"] else "random",
@@ -166,7 +186,9 @@ def finetune(
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=compute_metrics,
             callbacks=[
-                EarlyStoppingCallback(params["early_stopping_patience"], params["early_stopping_threshold"]),
+                EarlyStoppingCallback(
+                    params["early_stopping_patience"], params["early_stopping_threshold"]
+                ),
                 _progress_callback(),
             ],
         )
@@ -174,10 +196,14 @@ def finetune(
         trainer.train()
         train_seconds = time.perf_counter() - start
         state = trainer.state
-        best_checkpoint = Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None
+        best_checkpoint = (
+            Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None
+        )
         # the best model was evaluated on validation during training: reuse that, evaluate test once
         validation = _best_evaluation(state.log_history, state.best_global_step)
-        trainer.remove_callback(EarlyStoppingCallback)  # training is over; it would look for eval_* keys
+        trainer.remove_callback(
+            EarlyStoppingCallback
+        )  # training is over; it would look for eval_* keys
         test = trainer.evaluate(tokenized["test"], metric_key_prefix="test")
 
         _save_atomically(trainer, model_dir)

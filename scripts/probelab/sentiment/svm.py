@@ -53,7 +53,9 @@ def parameter_grid(C: list[float], kernel: list[str], gamma: list[Any]) -> list[
 
 def kernel_cache_mb(n_samples: int, max_cache_mb: float) -> float:
     """A libsvm kernel cache that holds the whole n x n kernel when `max_cache_mb` allows."""
-    return float(min(max_cache_mb, max(200.0, n_samples * n_samples * BYTES_PER_KERNEL_VALUE / 2**20 + 16)))
+    return float(
+        min(max_cache_mb, max(200.0, n_samples * n_samples * BYTES_PER_KERNEL_VALUE / 2**20 + 16))
+    )
 
 
 def make_pipeline(params: dict[str, Any], cache_size: float) -> Any:
@@ -77,13 +79,20 @@ def _rank_and_pick(frame: pd.DataFrame, folds: int) -> tuple[pd.DataFrame, int]:
     scores = frame[[f"split{k}_test_score" for k in range(folds)]].to_numpy()
     frame["mean_test_score"] = scores.mean(axis=1)
     frame["std_test_score"] = scores.std(axis=1)
-    frame["rank_test_score"] = rankdata(-frame["mean_test_score"].to_numpy(), method="min").astype(int)
+    frame["rank_test_score"] = rankdata(-frame["mean_test_score"].to_numpy(), method="min").astype(
+        int
+    )
     best = int(np.flatnonzero(frame["rank_test_score"].to_numpy() == 1)[0])
     return frame, best
 
 
 def plain_search(
-    X: np.ndarray, y: np.ndarray, grid: list[dict[str, list]], folds: int, scoring: str, n_jobs: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    grid: list[dict[str, list]],
+    folds: int,
+    scoring: str,
+    n_jobs: int,
     cache_size: float = 200.0,
 ) -> SearchResult:
     """GridSearchCV over Pipeline(StandardScaler, SVC): the reference the fast search must match."""
@@ -92,12 +101,19 @@ def plain_search(
     pipeline_grid = [{f"svc__{key}": values for key, values in part.items()} for part in grid]
     start = time.perf_counter()
     search = GridSearchCV(
-        make_pipeline({}, cache_size), pipeline_grid, cv=folds, scoring=scoring, n_jobs=n_jobs, refit=False
+        make_pipeline({}, cache_size),
+        pipeline_grid,
+        cv=folds,
+        scoring=scoring,
+        n_jobs=n_jobs,
+        refit=False,
     )
     search.fit(X, y)
     seconds = time.perf_counter() - start
     raw = pd.DataFrame(search.cv_results_)
-    frame = pd.DataFrame({"params": [{k.removeprefix("svc__"): v for k, v in p.items()} for p in raw["params"]]})
+    frame = pd.DataFrame(
+        {"params": [{k.removeprefix("svc__"): v for k, v in p.items()} for p in raw["params"]]}
+    )
     for column in raw.columns:
         if column.startswith("param_"):
             frame[column.replace("param_svc__", "param_")] = raw[column].astype(object).to_numpy()
@@ -106,7 +122,9 @@ def plain_search(
     for k in range(folds):
         frame[f"split{k}_test_score"] = raw[f"split{k}_test_score"]
     frame, best = _rank_and_pick(frame, folds)
-    return SearchResult(dict(frame["params"][best]), float(frame["mean_test_score"][best]), frame, seconds)
+    return SearchResult(
+        dict(frame["params"][best]), float(frame["mean_test_score"][best]), frame, seconds
+    )
 
 
 def _gamma_value(gamma: Any, X: np.ndarray) -> float:
@@ -131,7 +149,9 @@ def _fold_kernels(
     B = np.ascontiguousarray(scaler.transform(X[test]), dtype=np.float64)
     linear_train, linear_test = A @ A.T, B @ A.T
     kernels: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    distances: tuple[np.ndarray, np.ndarray] | None = None  # squared distances, shared by every gamma
+    distances: tuple[np.ndarray, np.ndarray] | None = (
+        None  # squared distances, shared by every gamma
+    )
     for candidate in candidates:
         key = (candidate["kernel"], candidate.get("gamma"))
         if key in kernels:
@@ -148,12 +168,19 @@ def _fold_kernels(
             gamma = _gamma_value(candidate["gamma"], A)
             kernels[key] = (np.exp(-gamma * distances[0]), np.exp(-gamma * distances[1]))
         else:
-            raise ValueError(f"kernel '{candidate['kernel']}' has no precomputed form; use linear or rbf.")
+            raise ValueError(
+                f"kernel '{candidate['kernel']}' has no precomputed form; use linear or rbf."
+            )
     return kernels
 
 
 def precomputed_search(
-    X: np.ndarray, y: np.ndarray, grid: list[dict[str, list]], folds: int, scoring: str, n_jobs: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    grid: list[dict[str, list]],
+    folds: int,
+    scoring: str,
+    n_jobs: int,
     max_cache_mb: float = 1024.0,
 ) -> SearchResult:
     """The same search as `plain_search`, with one Gram matrix per fold and kernel shared by every C."""
@@ -168,14 +195,24 @@ def precomputed_search(
     kernels = []
     for k, (train, test) in enumerate(splits):
         kernels.append(_fold_kernels(X, train, test, candidates))
-        log.info("fold %d/%d: kernels for %d training rows ready (%.1f s)", k + 1, folds, len(train), time.perf_counter() - start)
+        log.info(
+            "fold %d/%d: kernels for %d training rows ready (%.1f s)",
+            k + 1,
+            folds,
+            len(train),
+            time.perf_counter() - start,
+        )
 
     def fit_and_score(task: tuple[int, int]) -> tuple[float, float, float]:
         k, c = task
         train, test = splits[k]
         candidate = candidates[c]
         gram_train, gram_test = kernels[k][(candidate["kernel"], candidate.get("gamma"))]
-        svc = SVC(kernel="precomputed", C=candidate["C"], cache_size=kernel_cache_mb(len(train), max_cache_mb))
+        svc = SVC(
+            kernel="precomputed",
+            C=candidate["C"],
+            cache_size=kernel_cache_mb(len(train), max_cache_mb),
+        )
         fit_start = time.perf_counter()
         svc.fit(gram_train, y[train])
         fit_seconds = time.perf_counter() - fit_start
@@ -191,20 +228,29 @@ def precomputed_search(
         reverse=True,
     )
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
-        outcomes = dict(zip(tasks, pool.map(fit_and_score, tasks)))
+        outcomes = dict(zip(tasks, pool.map(fit_and_score, tasks), strict=True))
     seconds = time.perf_counter() - start
 
     frame = pd.DataFrame({"params": candidates})
     for name in sorted({key for candidate in candidates for key in candidate}):
         frame[f"param_{name}"] = [candidate.get(name, np.nan) for candidate in candidates]
-    fit_times = np.array([[outcomes[(k, c)][1] for k in range(folds)] for c in range(len(candidates))])
-    score_times = np.array([[outcomes[(k, c)][2] for k in range(folds)] for c in range(len(candidates))])
+    fit_times = np.array(
+        [[outcomes[(k, c)][1] for k in range(folds)] for c in range(len(candidates))]
+    )
+    score_times = np.array(
+        [[outcomes[(k, c)][2] for k in range(folds)] for c in range(len(candidates))]
+    )
     frame["mean_fit_time"], frame["std_fit_time"] = fit_times.mean(axis=1), fit_times.std(axis=1)
-    frame["mean_score_time"], frame["std_score_time"] = score_times.mean(axis=1), score_times.std(axis=1)
+    frame["mean_score_time"], frame["std_score_time"] = (
+        score_times.mean(axis=1),
+        score_times.std(axis=1),
+    )
     for k in range(folds):
         frame[f"split{k}_test_score"] = [outcomes[(k, c)][0] for c in range(len(candidates))]
     frame, best = _rank_and_pick(frame, folds)
-    return SearchResult(dict(frame["params"][best]), float(frame["mean_test_score"][best]), frame, seconds)
+    return SearchResult(
+        dict(frame["params"][best]), float(frame["mean_test_score"][best]), frame, seconds
+    )
 
 
 def grid_search(X: np.ndarray, y: np.ndarray, svm: dict[str, Any], n_jobs: int) -> SearchResult:

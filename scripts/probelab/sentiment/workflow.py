@@ -56,7 +56,11 @@ def targets(sentiment: dict[str, Any]) -> list[str]:
     root = results_root(sentiment)
     outputs = [f"{root}/explore/explore.json", f"{root}/explore/lengths.png"]
     for name in encoder_names(sentiment):
-        outputs += [f"{root}/inspect/{name}.json", f"{root}/svm/{name}/metrics.json", f"{root}/finetune/{name}/metrics.json"]
+        outputs += [
+            f"{root}/inspect/{name}.json",
+            f"{root}/svm/{name}/metrics.json",
+            f"{root}/finetune/{name}/metrics.json",
+        ]
     return outputs
 
 
@@ -82,7 +86,12 @@ def parse_command_line(
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default="config.yaml")
     if demo_folder:
-        parser.add_argument("--demo-folder", type=Path, default=None, help="where the demo reviews are (only for data.source demo)")
+        parser.add_argument(
+            "--demo-folder",
+            type=Path,
+            default=None,
+            help="where the demo reviews are (only for data.source demo)",
+        )
     if model:
         parser.add_argument("--model", required=True, help="encoder name from sentiment.encoders")
     if threads:
