@@ -23,12 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from probelab.config import load_config
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import pandas as pd  # noqa: E402
-
-from probelab.config import load_config  # noqa: E402
 
 NIH_SAMPLE = REPO.parent / "shared" / "data" / "nih_cxr14_sample"
 
@@ -38,7 +37,7 @@ def image_paths(work: Path) -> tuple[list[str], str]:
     files = sorted(str(p) for p in NIH_SAMPLE.glob("images_*/images/*.png"))
     if files:
         return files, f"NIH sample ({len(files)} real 1024 px PNGs)"
-    from demo_cohort import demo_cohort
+    from probelab.demo.cohort import demo_cohort
 
     config = load_config(REPO / "config.yaml")
     root = work / "demo"
@@ -71,8 +70,8 @@ def measure(
     name: str, settings: dict[str, Any], embedding: dict[str, Any], paths: list[str], work: Path
 ) -> dict[str, Any]:
     import torch
-    from embed_images import embed_images
 
+    from probelab.embedding import embed_images
     from probelab.encoders import build_encoder
     from probelab.images import ImageDataset, chunk_batches, load_image, make_loader
 
@@ -135,11 +134,11 @@ def peak_memory(
     """Peak RSS (MiB) of the pipeline on n images, in a fresh process: main and largest worker."""
     index = write_index(paths, n, work / f"memory_{n}.parquet")
     code = f"""
-import json, resource, sys
-sys.path.insert(0, {str(REPO / "scripts")!r})
+import json, resource
 from pathlib import Path
-from embed_images import embed_images
-summary = embed_images(Path({str(index)!r}), Path({str(work / f"memory_{n}.h5")!r}), "demo_openclip", {settings!r}, {embedding!r})
+from probelab.embedding import embed_images
+index, out = Path({str(index)!r}), Path({str(work / f"memory_{n}.h5")!r})
+summary = embed_images(index, out, "demo_openclip", {settings!r}, {embedding!r})
 print(json.dumps({{"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "rate": summary.images_per_second}}))
@@ -147,7 +146,8 @@ print(json.dumps({{"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     print(
-        f"(c) at {n} images: peak RSS main {figures['main']:.0f} MiB, worker {figures['worker']:.0f} MiB",
+        f"(c) at {n} images: peak RSS main {figures['main']:.0f} MiB, "
+        f"worker {figures['worker']:.0f} MiB",
         flush=True,
     )
     return figures
@@ -177,7 +177,8 @@ def main() -> None:
         work = Path(tmp)
         paths, source = image_paths(work)
         print(
-            f"images: {source}; workers {demo['num_workers']}, torch threads {embedding['threads']}",
+            f"images: {source}; workers {demo['num_workers']}, "
+            f"torch threads {embedding['threads']}",
             flush=True,
         )
         results = [measure("demo_openclip", demo, embedding, paths, work)]
@@ -187,19 +188,23 @@ def main() -> None:
         memory = {n: peak_memory(demo, embedding, paths, n, work) for n in (small, large)}
 
     print(
-        f"\n{'encoder':<15}{'(a) decode':>12}{'(b) forward':>13}{'(c) cache':>11}{'(d) naive':>11}{'c/min(a,b)':>12}{'c/d':>7}"
+        f"\n{'encoder':<15}{'(a) decode':>12}{'(b) forward':>13}{'(c) cache':>11}"
+        f"{'(d) naive':>11}{'c/min(a,b)':>12}{'c/d':>7}"
     )
     for r in results:
         print(
-            f"{r['encoder']:<15}{r['a_decode_preprocess']:>12.1f}{r['b_forward']:>13.1f}{r['c_pipeline']:>11.1f}"
-            f"{r['d_naive']:>11.1f}{r['c_over_min_ab']:>12.2f}{r['c_over_d']:>7.2f}"
+            f"{r['encoder']:<15}{r['a_decode_preprocess']:>12.1f}{r['b_forward']:>13.1f}"
+            f"{r['c_pipeline']:>11.1f}{r['d_naive']:>11.1f}{r['c_over_min_ab']:>12.2f}"
+            f"{r['c_over_d']:>7.2f}"
         )
     print(
-        "(images per second; (c) excludes building the model, which is timed separately in the JSON)"
+        "(images per second; (c) excludes building the model, "
+        "which is timed separately in the JSON)"
     )
     for n, m in memory.items():
         print(
-            f"peak RSS of (c) at {n:>5} images: main {m['main']:.0f} MiB, largest worker {m['worker']:.0f} MiB ({m['rate']:.1f} img/s)"
+            f"peak RSS of (c) at {n:>5} images: main {m['main']:.0f} MiB, "
+            f"largest worker {m['worker']:.0f} MiB ({m['rate']:.1f} img/s)"
         )
     ratio = (memory[large]["main"] + memory[large]["worker"]) / (
         memory[small]["main"] + memory[small]["worker"]

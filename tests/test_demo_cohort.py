@@ -3,6 +3,8 @@ visual signatures of the findings, and one-sentence errors for bad arguments."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +14,12 @@ import yaml
 from conftest import NIH_SAMPLE, REPO, run_snakemake
 from PIL import Image
 
-from probelab import demo_cohort as generator
 from probelab.cohort import build_index
 from probelab.config import validate_config
-from probelab.demo_cohort import DemoCohortError, draw_radiograph, write_demo_cohort
+from probelab.demo import cohort as writer
+from probelab.demo.cohort import DemoCohortError, demo_cohort, write_demo_cohort
+from probelab.demo.labels import draw_label_table, guarantee_positives
+from probelab.demo.radiograph import draw_radiograph
 
 HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
@@ -71,6 +75,7 @@ def test_layout_and_exact_header(cohort):
     assert counts["folders"] == 3 and not list(root.parent.glob(".*partial*"))
 
 
+@pytest.mark.shared_data
 @pytest.mark.skipif(not NIH_SAMPLE.is_dir(), reason="needs ../shared/data/nih_cxr14_sample")
 def test_table_reads_like_the_real_nih_table(table):
     real_path = NIH_SAMPLE / "Data_Entry_2017_v2020.csv"
@@ -154,9 +159,9 @@ def test_every_pathology_present_and_no_finding_majority(cohort, table):
 def test_default_sized_label_model_is_realistic():
     """The label table of a default-sized run (no images drawn): NIH-like shares and clusters."""
     rng = np.random.default_rng(0)
-    table, findings = generator.draw_label_table(rng, NIH_14, 1500, 256)
+    table, findings = draw_label_table(rng, NIH_14, 1500, 256)
     written = np.arange(1200)
-    generator._guarantee_positives(rng, findings, written, NIH_14)
+    guarantee_positives(rng, findings, written, NIH_14)
     no_finding = np.mean([not f for f in findings])
     assert 0.52 < no_finding < 0.64
     count = {p: sum(p in f for f in findings[:1200]) for p in NIH_14}
@@ -211,7 +216,8 @@ Box = tuple[tuple[float, float], tuple[float, float]]
 
 
 def region(images: np.ndarray, *boxes: Box) -> np.ndarray:
-    """Mean value per image over boxes ((x0, x1), (y0, y1)) in [-1, 1] image coordinates (x right, y down)."""
+    """Mean value per image over boxes ((x0, x1), (y0, y1)) in [-1, 1] image coordinates
+    (x right, y down)."""
     size = images.shape[-1]
     at = lambda lo, hi: slice(int((lo + 1) / 2 * size), int((hi + 1) / 2 * size))  # noqa: E731
     return sum(images[:, at(*y), at(*x)].mean(axis=(1, 2)) for x, y in boxes)
@@ -229,7 +235,8 @@ def normal() -> np.ndarray:
 
 
 def test_cardiomegaly_brightens_the_heart_borders(normal):
-    # Just outside a normal heart's edges (it sits right of centre), an enlarged heart replaces dark lung.
+    # Just outside a normal heart's edges (it sits right of centre), an enlarged heart replaces
+    # dark lung.
     borders = ((0.35, 0.5), (0.15, 0.4)), ((-0.35, -0.2), (0.15, 0.4))
     assert separated(region(draws({"Cardiomegaly"}, 24), *borders), region(normal, *borders)) > 4
 
@@ -318,16 +325,15 @@ def test_a_failure_leaves_no_half_written_cohort(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return np.zeros((64, 64), dtype=np.float32)
 
-    monkeypatch.setattr(generator, "draw_radiograph", failing)
+    monkeypatch.setattr(writer, "draw_radiograph", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         write_demo_cohort(tmp_path / "data", ["Mass"], **SMALL)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_step_script_reads_the_config_demo_section(tmp_path):
-    from demo_cohort import demo_cohort, main
-
-    config = validate_config(
+def demo_config(tmp_path: Path) -> dict:
+    """A validated config whose demo section gives only some keys (the schema fills in the rest)."""
+    return validate_config(
         {
             "cohort": "t",
             "pathologies": ["Mass", "Effusion"],
@@ -341,6 +347,10 @@ def test_step_script_reads_the_config_demo_section(tmp_path):
             },
         }
     )
+
+
+def test_step_function_reads_the_config_demo_section(tmp_path):
+    config = demo_config(tmp_path)
     counts = demo_cohort(
         Path(config["data"]["root"]),
         config["pathologies"],
@@ -367,10 +377,21 @@ def test_step_script_reads_the_config_demo_section(tmp_path):
             no_finding_label="No Finding",
         )
 
+
+@pytest.mark.workflow
+def test_step_script_runs_from_the_shell(tmp_path):
+    config = demo_config(tmp_path)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump({**config, "demo": {**config["demo"], "n_images": 21}}))
-    main(["--config", str(config_file), "--root", str(tmp_path / "from_shell")])
-    assert len(files_on_disk(tmp_path / "from_shell")) == 21
+    script = REPO / "scripts" / "demo_cohort.py"
+    root = tmp_path / "from_shell"
+    result = subprocess.run(
+        [sys.executable, str(script), "--config", str(config_file), "--root", str(root)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(files_on_disk(root)) == 21
 
 
 @pytest.mark.workflow

@@ -1,7 +1,7 @@
 """A dry run of the real NIH config shows the full matrix of jobs.
 
 configs/nih.yaml is used as shipped except for data.root, which points at a small synthetic
-cohort in NIH's download layout (probelab.demo_cohort.write_demo_cohort). Nothing runs: the test
+cohort in NIH's download layout (probelab.demo.cohort.write_demo_cohort). Nothing runs: the test
 reads Snakemake's job list and checks it against the numbers docs/scaling.md plans with.
 """
 
@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO, run_snakemake
 
 from probelab.config import load_config
-from probelab.demo_cohort import write_demo_cohort
+from probelab.demo.cohort import write_demo_cohort
 
 pytestmark = pytest.mark.workflow
 

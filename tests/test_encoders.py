@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO
-from make_demo_encoder import make_demo_encoder
 
 from probelab.config import ConfigError, validate_config
+from probelab.demo.encoder import make_demo_encoder
 from probelab.encoders import EncoderError, build_encoder, effective_precision, pick_device
 
 DEMO_JSON = REPO / "configs" / "encoders" / "probelab-demo-vit-tiny.json"
@@ -108,7 +108,7 @@ def test_encoder_without_text_tower_refuses_text():
 
 
 def test_embed_prompts_refuses_an_encoder_without_text_tower(tmp_path):
-    from embed_prompts import NoTextTowerError, embed_prompts
+    from probelab.embedding import NoTextTowerError, embed_prompts
 
     entry = settings(backend="open_clip", model=str(DEMO_JSON), text=False)
     with pytest.raises(NoTextTowerError, match="encoder 'imgonly' has no text tower"):
@@ -173,6 +173,7 @@ def test_bf16_autocast_runs_on_cpu():
     assert features.dtype == np.float32 and np.isfinite(features).all()
 
 
+@pytest.mark.workflow
 def test_heavy_libraries_are_not_imported_by_the_package_modules():
     import subprocess
 

@@ -10,12 +10,15 @@ no classifier reaches 100 %.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any
 
 from probelab.io import write_text
 from probelab.sentiment import SPLITS
+
+log = logging.getLogger(__name__)
 
 ASPECTS = [
     "acting",
@@ -121,7 +124,7 @@ def review(rng: random.Random, positive: bool) -> str:
 
 
 def generate_reviews(n_reviews: int, label_noise: float, seed: int) -> list[dict[str, Any]]:
-    """`n_reviews` balanced reviews (label 1 = positive), a `label_noise` share of labels flipped."""
+    """`n_reviews` balanced reviews (label 1 = positive) with a `label_noise` share flipped."""
     rng = random.Random(seed)
     rows = []
     for i in range(n_reviews):
@@ -155,4 +158,20 @@ def write_demo_reviews(
         lines = "".join(json.dumps(row) + "\n" for row in rows[start:stop])
         write_text(Path(folder) / f"{split}.jsonl", lines)
         sizes[split] = stop - start
+    return sizes
+
+
+def make_demo_reviews(out_dir: Path, demo: dict[str, Any]) -> dict[str, int]:
+    """Generate the review set configured in `sentiment.demo` into `out_dir`."""
+    sizes = write_demo_reviews(
+        out_dir,
+        demo["n_reviews"],
+        demo["validation_fraction"],
+        demo["test_fraction"],
+        demo["label_noise"],
+        demo["seed"],
+    )
+    log.info(
+        "demo reviews in %s: %s", out_dir, ", ".join(f"{split} {n}" for split, n in sizes.items())
+    )
     return sizes
