@@ -18,18 +18,16 @@ Run from the repository root, after the workflow has built the features:
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from probelab.config import load_config
+from probelab.sentiment.features import read_text_features
+from probelab.sentiment.svm import parameter_grid, plain_search, precomputed_search
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import numpy as np  # noqa: E402
-
-from probelab.config import load_config  # noqa: E402
-from probelab.sentiment.features import read_text_features  # noqa: E402
-from probelab.sentiment.svm import parameter_grid, plain_search, precomputed_search  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +41,8 @@ def main() -> None:
         "--features",
         type=Path,
         default=None,
-        help="text features cache (default: results/sentiment/<dataset>/features/<first encoder>.h5)",
+        help="text features cache "
+        "(default: results/sentiment/<dataset>/features/<first encoder>.h5)",
     )
     parser.add_argument(
         "--subsample",
@@ -77,7 +76,8 @@ def main() -> None:
     grid = parameter_grid(svm["C"], svm["kernel"], svm["gamma"])
     print(
         f"features: {features} -> {X.shape[0]} x {X.shape[1]} training rows"
-        f"{' (subsample)' if args.subsample else ''}; grid {grid}; {svm['folds']} folds; scoring {svm['scoring']}",
+        f"{' (subsample)' if args.subsample else ''}; grid {grid}; {svm['folds']} folds; "
+        f"scoring {svm['scoring']}",
         flush=True,
     )
 
@@ -104,7 +104,8 @@ def main() -> None:
     score_columns = [f"split{k}_test_score" for k in range(svm["folds"])] + ["mean_test_score"]
     print()
     print(
-        f"{'search':<28} {'seconds':>9} {'speed-up':>9} {'CPU s':>8}  best parameters, mean CV {svm['scoring']}, max |score diff|"
+        f"{'search':<28} {'seconds':>9} {'speed-up':>9} {'CPU s':>8}  "
+        f"best parameters, mean CV {svm['scoring']}, max |score diff|"
     )
     for name, result in results.items():
         difference = np.abs(
@@ -112,7 +113,8 @@ def main() -> None:
             - reference.cv_results[score_columns].to_numpy(float)
         ).max()
         print(
-            f"{name:<28} {result.seconds:9.1f} {reference.seconds / result.seconds:8.2f}x {cpu[name]:8.1f}  "
+            f"{name:<28} {result.seconds:9.1f} {reference.seconds / result.seconds:8.2f}x "
+            f"{cpu[name]:8.1f}  "
             f"{result.best_params}, {result.best_score:.5f}, {difference:.1e}"
         )
         if result.best_params != reference.best_params:

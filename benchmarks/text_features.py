@@ -16,11 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import numpy as np  # noqa: E402
-
 ROTTEN_TOMATOES = REPO.parent / "shared" / "data" / "rotten_tomatoes"
 
 
@@ -92,12 +90,14 @@ def main() -> None:
         for sort in best
     }
 
+    sampled = ", random sample" if args.sample else ""
     print(
-        f"texts: {len(texts)} ({args.data.name}/{args.split}{', random sample' if args.sample else ''}), batch {args.batch_size}, max_length "
-        f"{args.max_length}, {args.threads} threads, best of {args.repeats}"
+        f"texts: {len(texts)} ({args.data.name}/{args.split}{sampled}), batch {args.batch_size}, "
+        f"max_length {args.max_length}, {args.threads} threads, best of {args.repeats}"
     )
     print(
-        f"tokens incl. padding: sorted {padded[True]}, file order {padded[False]} (real tokens {int(lengths.sum())})"
+        f"tokens incl. padding: sorted {padded[True]}, file order {padded[False]} "
+        f"(real tokens {int(lengths.sum())})"
     )
     print(f"sorted by length: {len(texts) / best[True]:.1f} texts/s ({best[True]:.1f} s)")
     print(f"file order:       {len(texts) / best[False]:.1f} texts/s ({best[False]:.1f} s)")

@@ -1,100 +1,27 @@
 """Inspect one encoder on a few reviews: what the tokenizer returns and what the model returns."""
+# No `from __future__` import: Snakemake prepends its preamble to step scripts.
 
-import logging
 from pathlib import Path
-from typing import Any
 
-from probelab.io import write_json
-from probelab.sentiment.data import load_splits
-from probelab.sentiment.encoder import (
-    configured_model,
-    encoder_summary,
-    load_encoder,
-    load_tokenizer,
-    resolve_model,
-    weights_id,
-)
-
-log = logging.getLogger("sentiment_inspect")
-
-
-def inspect_encoder(
-    data: dict[str, Any],
-    demo_folder: Path | None,
-    name: str,
-    model: str,
-    n_samples: int,
-    max_length: int,
-    out: Path,
-) -> dict[str, Any]:
-    """For the first `n_samples` training reviews: token ids, attention mask, tokens, and the
-    model's hidden-state shape and [CLS] vector (size, norm, first values)."""
-    import torch
-
-    texts = list(load_splits(data, demo_folder)["train"]["text"])[:n_samples]
-    tokenizer, encoder = load_tokenizer(model), load_encoder(model)
-    batch = tokenizer(
-        texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-    )
-    with torch.inference_mode():
-        output = encoder(**batch, output_hidden_states=True)
-    hidden = output.last_hidden_state
-    samples = []
-    for i, text in enumerate(texts):
-        ids = batch["input_ids"][i].tolist()
-        cls = hidden[i, 0]
-        samples.append(
-            {
-                "text": text,
-                "input_ids": ids,
-                "attention_mask": batch["attention_mask"][i].tolist(),
-                "tokens": tokenizer.convert_ids_to_tokens(ids),
-                "n_tokens": int(batch["attention_mask"][i].sum()),
-                "cls_size": int(cls.numel()),
-                "cls_norm": float(cls.norm()),
-                "cls_head": [float(v) for v in cls[:8]],
-            }
-        )
-        log.info(
-            "sample %d: %d tokens, [CLS] norm %.3f",
-            i,
-            samples[-1]["n_tokens"],
-            samples[-1]["cls_norm"],
-        )
-    result = {
-        "model": name,
-        "model_id": model,
-        "resolved": resolve_model(model),
-        "weights": weights_id(model),
-        "tokenizer": {
-            "class": type(tokenizer).__name__,
-            "vocab_size": int(tokenizer.vocab_size),
-            "cls_token": tokenizer.cls_token,
-            "pad_token": tokenizer.pad_token,
-            "returns": sorted(batch.keys()),
-        },
-        "encoder": encoder_summary(encoder),
-        "batch": {
-            "input_ids_shape": list(batch["input_ids"].shape),
-            "last_hidden_state_shape": list(hidden.shape),
-            "hidden_states": len(output.hidden_states),
-        },  # embeddings + one per layer
-        "samples": samples,
-    }
-    write_json(out, result)
-    return result
+from probelab.cli import command_line, snakemake_job
+from probelab.sentiment.data import DEMO_FOLDER_OPTION
+from probelab.sentiment.encoder import MODEL_OPTION, configured_model
+from probelab.sentiment.inspect import inspect_encoder
 
 
 def main(argv: list[str] | None = None) -> None:
-    from probelab.sentiment.workflow import parse_command_line
-
-    args, s = parse_command_line(__doc__, argv, ["--out"])
-    model = configured_model(s["encoders"], args.model)
+    args, config = command_line(
+        __doc__,
+        argv,
+        paths={"--out": {"help": "inspect/{model}.json"}},
+        options={**DEMO_FOLDER_OPTION, **MODEL_OPTION},
+    )
+    s = config["sentiment"]
     inspect_encoder(
         s["data"],
         args.demo_folder,
         args.model,
-        model,
+        configured_model(s["encoders"], args.model),
         s["inspect"]["n_samples"],
         s["features"]["max_length"],
         args.out,
@@ -102,9 +29,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if "snakemake" in globals():
-    from probelab.logs import setup_logging
-
-    setup_logging(snakemake.log[0])
+    snakemake_job(snakemake)
     p = snakemake.params
     inspect_encoder(
         p.data,

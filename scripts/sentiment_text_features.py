@@ -1,77 +1,26 @@
 """[CLS] (or mean-pooled) features of every review split from one encoder -> HDF5 cache."""
+# No `from __future__` import: Snakemake prepends its preamble to step scripts.
 
-import logging
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from probelab.sentiment import SPLITS
-from probelab.sentiment.data import data_hash, load_splits
-from probelab.sentiment.encoder import configured_model, load_encoder, load_tokenizer, weights_id
-from probelab.sentiment.features import TextFeatures, extract_features, write_text_features
-
-log = logging.getLogger("sentiment_text_features")
-
-
-def provenance(
-    dataset: str, name: str, model: str, features: dict[str, Any], hash_of_data: str
-) -> dict[str, Any]:
-    """The cache attributes a reader checks (embedding_dim is added once the encoder is loaded)."""
-    return {
-        "dataset": dataset,
-        "model": name,
-        "model_id": model,
-        "weights": weights_id(model),
-        "pooling": features["pooling"],
-        "max_length": features["max_length"],
-        "dtype": features["dtype"],
-        "data_hash": hash_of_data,
-    }
-
-
-def text_features(
-    data: dict[str, Any],
-    demo_folder: Path | None,
-    dataset: str,
-    name: str,
-    model: str,
-    features: dict[str, Any],
-    out: Path,
-    threads: int,
-) -> TextFeatures:
-    """Encode every split with `model` and write the cache to `out`."""
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-    splits = load_splits(data, demo_folder)
-    tokenizer, encoder = load_tokenizer(model), load_encoder(model)
-    attrs = {
-        **provenance(dataset, name, model, features, data_hash(splits)),
-        "embedding_dim": int(encoder.config.hidden_size),
-    }
-    result = TextFeatures({}, {}, {}, attrs)
-    for split in SPLITS:
-        result.features[split], result.n_tokens[split] = extract_features(
-            list(splits[split]["text"]),
-            tokenizer,
-            encoder,
-            features["pooling"],
-            features["max_length"],
-            features["batch_size"],
-            features["sort_by_length"],
-            label=split,
-        )
-        result.labels[split] = np.asarray(list(splits[split]["label"]))
-    write_text_features(out, result)
-    log.info("wrote %s: %s", out, ", ".join(f"{s} {len(result.labels[s])}" for s in SPLITS))
-    return result
+from probelab.cli import command_line, snakemake_job
+from probelab.sentiment.data import DEMO_FOLDER_OPTION
+from probelab.sentiment.encoder import MODEL_OPTION, configured_model
+from probelab.sentiment.features import text_features
 
 
 def main(argv: list[str] | None = None) -> None:
-    from probelab.sentiment.workflow import parse_command_line
-
-    args, s = parse_command_line(__doc__, argv, ["--out"], threads=True)
+    args, config = command_line(
+        __doc__,
+        argv,
+        paths={"--out": {"help": "features/{model}.h5"}},
+        options={
+            **DEMO_FOLDER_OPTION,
+            **MODEL_OPTION,
+            "--threads": {"type": int, "default": 1, "help": "torch threads"},
+        },
+    )
+    s = config["sentiment"]
     text_features(
         s["data"],
         args.demo_folder,
@@ -85,9 +34,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if "snakemake" in globals():
-    from probelab.logs import setup_logging
-
-    setup_logging(snakemake.log[0])
+    snakemake_job(snakemake)
     p = snakemake.params
     text_features(
         p.data,

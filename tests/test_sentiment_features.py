@@ -12,6 +12,7 @@ from probelab.sentiment.encoder import configured_model, resolve_model, weights_
 from probelab.sentiment.features import (
     TextFeatures,
     batch_order,
+    expected_features,
     extract_features,
     read_text_features,
     write_text_features,
@@ -141,3 +142,26 @@ def test_failed_write_keeps_the_previous_cache(tmp_path: Path):
         2,
         4,
     )
+
+
+def test_svm_step_requires_the_provenance_the_config_gives(tmp_path: Path):
+    sentiment = {
+        "dataset": "d",
+        "encoders": [{"name": "minilm", "model": MINILM}],
+        "features": {"pooling": "cls", "max_length": 64},
+    }
+    expected = expected_features(sentiment, "minilm")
+    assert expected == {
+        "dataset": "d",
+        "model": "minilm",
+        "model_id": MINILM,
+        "weights": weights_id(MINILM),
+        "pooling": "cls",
+        "max_length": 64,
+    }
+    cache = tiny_cache({**expected, "dtype": "float32", "data_hash": "h1", "embedding_dim": 4})
+    write_text_features(tmp_path / "f.h5", cache)
+    assert read_text_features(tmp_path / "f.h5", expected).attrs["weights"] == expected["weights"]
+    mean_pooled = {**sentiment, "features": {"pooling": "mean", "max_length": 64}}
+    with pytest.raises(CacheMismatchError, match="attribute 'pooling' is 'cls', expected 'mean'"):
+        read_text_features(tmp_path / "f.h5", expected_features(mean_pooled, "minilm"))

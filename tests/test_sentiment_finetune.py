@@ -4,9 +4,11 @@ import importlib.util
 
 import numpy as np
 import pytest
+from conftest import REPO
 
+from probelab.config import load_config
 from probelab.sentiment import SentimentDataError
-from probelab.sentiment.finetune import check_report_to, compute_metrics
+from probelab.sentiment.finetune import check_report_to, compute_metrics, training_arguments
 from probelab.sentiment.metrics import binary_metrics, metric_rows
 
 
@@ -42,3 +44,15 @@ def test_report_to_an_integration_that_is_not_installed_is_refused():
         SentimentDataError, match=r"asks for 'wandb', but the Python package wandb is not installed"
     ):
         check_report_to(["wandb"])
+
+
+def test_training_arguments_follow_the_config(tmp_path):
+    params = load_config(REPO / "config.yaml")["sentiment"]["finetune"]
+    args = training_arguments({**params, "max_steps": None}, str(tmp_path), [])
+    assert args.max_steps == -1 and args.num_train_epochs == params["epochs"]
+    assert args.per_device_train_batch_size == params["batch_size"]
+    assert args.learning_rate == params["learning_rate"] and args.seed == params["seed"]
+    # evaluation and checkpoints every epoch, so that the best epoch can be reloaded at the end
+    assert args.eval_strategy == args.save_strategy == "epoch" and args.load_best_model_at_end
+    assert args.metric_for_best_model == params["metric_for_best_model"]
+    assert training_arguments({**params, "max_steps": 7}, str(tmp_path), []).max_steps == 7

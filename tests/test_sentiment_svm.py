@@ -15,6 +15,7 @@ from probelab.sentiment.svm import (
     parameter_grid,
     plain_search,
     precomputed_search,
+    run_svm,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,8 +58,6 @@ def test_precomputed_search_matches_gridsearchcv(scoring: str):
 
 
 def test_svm_step_takes_its_grid_from_the_config(tmp_path: Path):
-    from sentiment_svm import run_svm
-
     config = tmp_path / "config.yaml"
     config.write_text((REPO / "config.yaml").read_text())
     config_data = load_config(config)
@@ -111,6 +110,14 @@ def test_svm_step_takes_its_grid_from_the_config(tmp_path: Path):
         (s, m) for s in ("validation", "test") for m in ("accuracy", "precision", "recall", "f1")
     }
     assert all(0 <= row["value"] <= 1 for row in written["metrics"])
+    # how the features were made, as the cache recorded it
+    assert written["features"] == {
+        "model_id": "x",
+        "weights": "w",
+        "pooling": "cls",
+        "max_length": 16,
+        "embedding_dim": X.shape[1],
+    }
     # same config, plain search: same best parameters
     assert grid_search(X, y, {**svm, "search": "plain"}, 1).best_params == result["best_params"]
 

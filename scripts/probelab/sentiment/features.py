@@ -5,8 +5,8 @@ its own texts' and the encoder does little work on padding; features are put bac
 
 Cache layout (`results/sentiment/{dataset}/features/{model}.h5`): one group per split with
 datasets `features` (N x D), `label` (N), `n_tokens` (N); attributes say what produced it
-(model, model_id, weights, pooling, max_length, dtype, embedding_dim, dataset, data_hash,
-probelab_version) and `read_text_features` refuses a cache whose attributes differ.
+(`required_attrs`, plus dtype, data_hash, embedding_dim and probelab_version) and
+`read_text_features` refuses a cache whose attributes differ from what the caller expects.
 """
 
 from __future__ import annotations
@@ -22,15 +22,49 @@ import numpy as np
 from probelab import __version__
 from probelab.cache import CacheError, atomic_h5, check_attrs, open_h5, plain_value
 from probelab.sentiment import SPLITS
+from probelab.sentiment.data import data_hash, load_splits
+from probelab.sentiment.encoder import (
+    configured_model,
+    load_encoder,
+    load_tokenizer,
+    weights_id,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
+# How a cache's features were made: the configured encoder (`model_id`), a fingerprint of its
+# weight files, the pooling and the truncation. With the data set and the encoder's name they are
+# what a cache must match to be used (`required_attrs`); the SVM metrics report them
+# (`encoding_attrs`).
+ENCODING_ATTRS = ("model_id", "weights", "pooling", "max_length")
+
+
+def required_attrs(dataset: str, name: str, model: str, features: dict[str, Any]) -> dict[str, Any]:
+    """The attributes a features cache of encoder `name` (config value `model`) must carry under
+    the config's `sentiment.features` section `features`: the writer records them, and the SVM
+    step refuses a cache whose values differ."""
+    encoding = (model, weights_id(model), features["pooling"], features["max_length"])
+    return {"dataset": dataset, "model": name, **dict(zip(ENCODING_ATTRS, encoding, strict=True))}
+
+
+def expected_features(sentiment: dict[str, Any], name: str) -> dict[str, Any]:
+    """The provenance the SVM step requires of the features cache of encoder `name`, from the
+    config's `sentiment` section."""
+    model = configured_model(sentiment["encoders"], name)
+    return required_attrs(sentiment["dataset"], name, model, sentiment["features"])
+
+
+def encoding_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """How a cache's features were made, and their size: what the SVM metrics report."""
+    return {key: attrs[key] for key in (*ENCODING_ATTRS, "embedding_dim")}
+
 
 def batch_order(lengths: np.ndarray, batch_size: int, sort_by_length: bool) -> list[np.ndarray]:
-    """Row indices per batch: by increasing length (stable, so ties keep file order) or file order."""
+    """Row indices per batch: by increasing length (stable, so ties keep file order) or in file
+    order."""
     order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
@@ -127,7 +161,48 @@ def read_text_features(path: str | Path, expected: dict[str, Any]) -> TextFeatur
                 attrs.get("embedding_dim", features[split].shape[1]),
             ):
                 raise CacheError(
-                    f"text features cache {path} is inconsistent: split '{split}' has features of shape "
-                    f"{features[split].shape} for {len(labels[split])} labels."
+                    f"text features cache {path} is inconsistent: split '{split}' has features "
+                    f"of shape {features[split].shape} for {len(labels[split])} labels."
                 )
     return TextFeatures(features, labels, n_tokens, attrs)
+
+
+def text_features(
+    data: dict[str, Any],
+    demo_folder: Path | None,
+    dataset: str,
+    name: str,
+    model: str,
+    features: dict[str, Any],
+    out: Path,
+    threads: int,
+) -> TextFeatures:
+    """Encode every split with `model` (encoder `name` in the config) and write the cache to
+    `out`; `features` is the config's `sentiment.features` section."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    splits = load_splits(data, demo_folder)
+    tokenizer, encoder = load_tokenizer(model), load_encoder(model)
+    attrs = {
+        **required_attrs(dataset, name, model, features),
+        "dtype": features["dtype"],
+        "data_hash": data_hash(splits),
+        "embedding_dim": int(encoder.config.hidden_size),
+    }
+    result = TextFeatures({}, {}, {}, attrs)
+    for split in SPLITS:
+        result.features[split], result.n_tokens[split] = extract_features(
+            list(splits[split]["text"]),
+            tokenizer,
+            encoder,
+            features["pooling"],
+            features["max_length"],
+            features["batch_size"],
+            features["sort_by_length"],
+            label=split,
+        )
+        result.labels[split] = np.asarray(list(splits[split]["label"]))
+    write_text_features(out, result)
+    log.info("wrote %s: %s", out, ", ".join(f"{s} {len(result.labels[s])}" for s in SPLITS))
+    return result

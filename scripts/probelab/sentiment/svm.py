@@ -17,14 +17,20 @@ parallel fits (docs/sentiment.md has the measurements).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from probelab.io import atomic_path, write_json
+from probelab.sentiment.features import encoding_attrs, read_text_features
+from probelab.sentiment.metrics import binary_metrics, metric_rows
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,8 @@ class SearchResult:
 
 
 def parameter_grid(C: list[float], kernel: list[str], gamma: list[Any]) -> list[dict[str, list]]:
-    """The grid as GridSearchCV takes it; gamma only for kernels that use it (no duplicate linear fits)."""
+    """The grid as GridSearchCV takes it; gamma only for kernels that use it (no duplicate linear
+    fits)."""
     grid = []
     for name in kernel:
         if name == "linear":
@@ -149,9 +156,8 @@ def _fold_kernels(
     B = np.ascontiguousarray(scaler.transform(X[test]), dtype=np.float64)
     linear_train, linear_test = A @ A.T, B @ A.T
     kernels: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    distances: tuple[np.ndarray, np.ndarray] | None = (
-        None  # squared distances, shared by every gamma
-    )
+    # squared distances, shared by every gamma
+    distances: tuple[np.ndarray, np.ndarray] | None = None
     for candidate in candidates:
         key = (candidate["kernel"], candidate.get("gamma"))
         if key in kernels:
@@ -183,7 +189,8 @@ def precomputed_search(
     n_jobs: int,
     max_cache_mb: float = 1024.0,
 ) -> SearchResult:
-    """The same search as `plain_search`, with one Gram matrix per fold and kernel shared by every C."""
+    """The same search as `plain_search`, with one Gram matrix per fold and kernel shared by every
+    C."""
     from sklearn.metrics import get_scorer
     from sklearn.model_selection import ParameterGrid
     from sklearn.svm import SVC
@@ -260,3 +267,77 @@ def grid_search(X: np.ndarray, y: np.ndarray, svm: dict[str, Any], n_jobs: int) 
         cache = kernel_cache_mb(len(y) * (svm["folds"] - 1) // svm["folds"], svm["max_cache_mb"])
         return plain_search(X, y, grid, svm["folds"], svm["scoring"], n_jobs, cache)
     return precomputed_search(X, y, grid, svm["folds"], svm["scoring"], n_jobs, svm["max_cache_mb"])
+
+
+def run_svm(
+    features_path: Path,
+    expected: dict[str, Any],
+    svm: dict[str, Any],
+    out_metrics: Path,
+    out_cv: Path,
+    out_model: Path,
+    threads: int,
+) -> dict[str, Any]:
+    """Grid-search C / kernel / gamma on train by cross-validation, refit the best Pipeline
+    (StandardScaler + SVC) on all of train, and report validation and test metrics.
+
+    `expected` is the provenance the features cache must have (`features.required_attrs`),
+    `svm` the config's `sentiment.svm` section."""
+    import joblib
+
+    start = time.perf_counter()
+    cache = read_text_features(features_path, expected)
+    X, y = cache.features["train"], cache.labels["train"]
+    log.info(
+        "grid search (%s) on %d x %d training features, %d folds, %d jobs",
+        svm["search"],
+        *X.shape,
+        svm["folds"],
+        threads,
+    )
+    search = grid_search(X, y, svm, threads)
+    log.info(
+        "best %s = %.4f with %s (%.1f s)",
+        svm["scoring"],
+        search.best_score,
+        search.best_params,
+        search.seconds,
+    )
+
+    refit_start = time.perf_counter()
+    pipeline = make_pipeline(search.best_params, kernel_cache_mb(len(y), svm["max_cache_mb"]))
+    pipeline.fit(X, y)
+    refit_seconds = time.perf_counter() - refit_start
+    metrics = []
+    for split in ("validation", "test"):
+        values = binary_metrics(cache.labels[split], pipeline.predict(cache.features[split]))
+        metrics += metric_rows(split, values)
+        log.info("%s: %s", split, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+
+    cv = search.cv_results.copy()
+    cv["params"] = [json.dumps(p, sort_keys=True) for p in cv["params"]]
+    with atomic_path(out_cv, suffix=".csv") as tmp:
+        cv.to_csv(tmp, index=False)
+    with atomic_path(out_model, suffix=".joblib") as tmp:
+        joblib.dump(pipeline, tmp)
+    result = {
+        "method": "svm",
+        "model": cache.attrs["model"],
+        "dataset": cache.attrs["dataset"],
+        "metrics": metrics,
+        "best_params": search.best_params,
+        "cv_best_score": search.best_score,
+        "scoring": svm["scoring"],
+        "folds": svm["folds"],
+        "search": svm["search"],
+        "n_support": int(pipeline.named_steps["svc"].n_support_.sum()),
+        "n_train": int(len(y)),
+        "n_validation": int(len(cache.labels["validation"])),
+        "n_test": int(len(cache.labels["test"])),
+        "search_seconds": search.seconds,
+        "refit_seconds": refit_seconds,
+        "wall_seconds": time.perf_counter() - start,
+        "features": encoding_attrs(cache.attrs),
+    }
+    write_json(out_metrics, result)
+    return result
