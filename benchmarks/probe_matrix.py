@@ -5,7 +5,7 @@ On the demo matrix of the config (every encoder x enabled model x subset size x 
       train_probe job (process start, imports, training, evaluation, writing) plus scheduling
       (jobs grouped as the config's training.job_scope says);
   (b) pure compute: the same runs inside one warmed-up process (imports and torch's lazy
-      initialisation paid before timing), calling scripts/train_probe.py's function job by job,
+      initialisation paid before timing), calling probelab.probe_job.train_probe job by job,
       reading the same caches and writing the same files;
 and prints both and their ratio. Target (docs/performance.md, "Probe matrix"): (a) <= 2 x (b)
 on 2 cores.
@@ -13,7 +13,8 @@ on 2 cores.
 The upstream stages are built once (untimed) in a work folder outside the repository, which
 gets a `configs` link so that the config's relative encoder paths resolve.
 
-Run from the repository root:  .venv/bin/python benchmarks/probe_matrix.py [--cores 2] [--json out.json]
+Run from the repository root:
+    .venv/bin/python benchmarks/probe_matrix.py [--cores 2] [--json out.json]
 """
 
 import argparse
@@ -28,12 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from probelab.config import load_config
+from probelab.models import MODELS, needs_prompts
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-from probelab.config import load_config  # noqa: E402
-from probelab.models import MODELS, needs_prompts  # noqa: E402
-
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
@@ -88,7 +87,8 @@ def pure_compute(workdir: Path, config: dict[str, Any], out_root: Path) -> tuple
     """All train_probe jobs in this process, after a warm-up job per model; wall and CPU seconds
     of the timed pass."""
     import torch
-    from train_probe import RunSpec, train_probe
+
+    from probelab.probe_job import RunSpec, train_probe
 
     torch.set_num_threads(config["training"]["threads"])
     results = workdir / "results" / config["cohort"]
@@ -119,6 +119,7 @@ def pure_compute(workdir: Path, config: dict[str, Any], out_root: Path) -> tuple
             models=config["models"],
             pathologies=config["pathologies"],
             training=config["training"],
+            threads=config["training"]["threads"],
         )
 
     planned = jobs(config)
@@ -160,7 +161,8 @@ def main() -> None:
     planned = jobs(config)
     n_runs = len(config["subsets"]["seeds"]) * sum(len(job["pairs"]) for job in planned)
     print(
-        f"stage: snakemake probes, {len(planned)} train_probe jobs, {n_runs} runs, --cores {args.cores} ...",
+        f"stage: snakemake probes, {len(planned)} train_probe jobs, {n_runs} runs, "
+        f"--cores {args.cores} ...",
         flush=True,
     )
     load_before = os.getloadavg()[0]
@@ -185,11 +187,13 @@ def main() -> None:
     # The CPU seconds do not depend on what else the machine runs; on a shared machine they tell
     # process overhead apart from waiting for a core.
     print(
-        f"stage wall through Snakemake: {stage:.1f} s   (CPU {stage_cpu:.1f} s: Snakemake and its jobs)"
+        f"stage wall through Snakemake: {stage:.1f} s   "
+        f"(CPU {stage_cpu:.1f} s: Snakemake and its jobs)"
     )
     print(f"pure compute in one process:  {compute:.1f} s   (CPU {compute_cpu:.1f} s)")
     print(
-        f"ratio: {stage / compute:.2f} (target <= 2.0 on 2 cores); 1-min load average {load_before:.1f} -> {load_after:.1f}"
+        f"ratio: {stage / compute:.2f} (target <= 2.0 on 2 cores); "
+        f"1-min load average {load_before:.1f} -> {load_after:.1f}"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -1,180 +1,38 @@
 """Encode every image of the cohort index once, into results/{cohort}/embeddings/{encoder}.h5.
 
-Images are decoded and preprocessed by DataLoader worker processes while the main process runs the
-model, so the run goes at the speed of the slower of the two. Features are saved chunk by chunk:
-a killed run resumes after the last complete chunk with identical results, and the HDF5 cache
-appears under its final name only when complete (probelab.cache.ResumableImageCache).
+Decoding runs in DataLoader workers while the main process runs the model; features are saved
+chunk by chunk, so a killed run resumes after the last complete chunk (probelab.embedding).
 """
 
-import argparse
-import logging
-import time
-from dataclasses import dataclass
+# No `from __future__` import: Snakemake prepends its preamble to step scripts.
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from probelab.cache import ResumableImageCache
-from probelab.cohort import index_hash
-from probelab.images import ImageDataset, ImageLoadError, chunk_batches, make_loader
-
-log = logging.getLogger("embed_images")
-
-
-@dataclass
-class EmbedSummary:
-    n_images: int
-    n_encoded: int
-    n_failed: int
-    seconds: float
-
-    @property
-    def images_per_second(self) -> float:
-        return self.n_encoded / self.seconds if self.seconds > 0 else float("nan")
-
-
-class _LogLines:
-    """File-like sink that turns tqdm's carriage-return updates into log lines."""
-
-    def write(self, text: str) -> None:
-        line = text.strip("\r\n ")
-        if line:
-            log.info(line)
-
-    def flush(self) -> None:
-        pass
-
-
-def read_index(index_path: Path) -> pd.DataFrame:
-    index = pd.read_parquet(index_path)
-    missing = [column for column in ("image_id", "path") if column not in index.columns]
-    if missing:
-        raise ValueError(
-            f"index {index_path} lacks the column '{missing[0]}' (expected image_id and path)."
-        )
-    if index.empty:
-        raise ValueError(f"index {index_path} lists no images, so there is nothing to embed.")
-    return index
-
-
-def embed_images(
-    index_path: Path,
-    out_path: Path,
-    encoder_name: str,
-    settings: dict[str, Any],
-    embedding: dict[str, Any],
-    threads: int | None = None,
-) -> EmbedSummary:
-    """Encode the images of `index_path` with encoder `encoder_name` (its validated config entry
-    `settings`; shared `embedding` settings) into the image cache `out_path`."""
-    import torch
-    from tqdm import tqdm
-
-    from probelab.encoders import build_encoder
-
-    if threads:
-        torch.set_num_threads(threads)
-    index = read_index(index_path)
-    image_ids = index["image_id"].astype(str).tolist()
-    encoder = build_encoder(encoder_name, settings)
-    chunk_size, n_rows = embedding["chunk_size"], len(index)
-    attrs = {
-        **encoder.provenance(),
-        "index_hash": index_hash(index),
-        "precision": encoder.precision,
-    }
-    cache = ResumableImageCache(
-        out_path, attrs, n_rows, chunk_size, encoder.embed_dim, settings["dtype"]
-    )
-    start = cache.resume_row()
-
-    dataset = ImageDataset(
-        index["path"].astype(str).tolist(), encoder.preprocess, encoder.input_shape
-    )
-    batches = list(chunk_batches(start, n_rows, chunk_size, settings["batch_size"]))
-    loader = make_loader(
-        dataset,
-        batches,
-        num_workers=settings["num_workers"],
-        pin_memory=encoder.device == "cuda",
-        prefetch_factor=embedding["prefetch_factor"],
-    )
-    features = np.zeros((chunk_size, encoder.embed_dim), dtype=np.float32)
-    failed = np.zeros(chunk_size, dtype=bool)
-    n_failed, began = 0, time.perf_counter()
-    progress = tqdm(
-        total=n_rows,
-        initial=start,
-        unit="img",
-        desc=f"embed {encoder_name}",
-        file=_LogLines(),
-        mininterval=embedding["progress_interval_s"],
-        ascii=True,
-    )
-    with progress:
-        for rows, pixels, errors in loader:
-            rows = rows.numpy()
-            offset = rows - rows[0] // chunk_size * chunk_size
-            bad = np.array([bool(e) for e in errors])
-            for error in (e for e in errors if e):
-                if settings["on_bad_image"] == "fail":
-                    raise ImageLoadError(f"{error[:-1]}; stopping because on_bad_image is fail.")
-                log.warning("%s; skipped (on_bad_image: skip).", error[:-1])
-            batch_features = encoder.encode_images(pixels)
-            batch_features[bad] = 0.0
-            features[offset], failed[offset] = batch_features, bad
-            n_failed += int(bad.sum())
-            progress.update(len(rows))
-            last = rows[-1] + 1
-            if last % chunk_size == 0 or last == n_rows:
-                chunk_start = rows[0] // chunk_size * chunk_size
-                size = last - chunk_start
-                cache.write_chunk(chunk_start, features[:size].copy(), failed[:size].copy())
-    cache.finish(image_ids)
-    seconds = time.perf_counter() - began
-    summary = EmbedSummary(
-        n_images=n_rows, n_encoded=n_rows - start, n_failed=n_failed, seconds=seconds
-    )
-    log.info(
-        "wrote %s: %d images (%d encoded in this run, %.1f images/s), %d failed",
-        out_path,
-        n_rows,
-        summary.n_encoded,
-        summary.images_per_second,
-        n_failed,
-    )
-    return summary
+from probelab.cli import command_line, snakemake_job
+from probelab.embedding import embed_images
 
 
 def main(argv: list[str] | None = None) -> None:
-    from probelab.config import load_config
     from probelab.encoders import configured_encoder
-    from probelab.logs import setup_logging
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="config.yaml")
-    parser.add_argument(
-        "--encoder", required=True, help="encoder name in the config's encoders section"
+    args, config = command_line(
+        __doc__,
+        argv,
+        paths={
+            "--index": {"help": "results/{cohort}/index.parquet"},
+            "--out": {"help": "image cache to write (.h5)"},
+        },
+        options={
+            "--encoder": {"required": True, "help": "encoder name in the config's encoders"},
+            "--model": {"help": "model path to use instead of the config's (build_from encoders)"},
+            "--threads": {"type": int, "help": "torch CPU threads (default: torch's)"},
+        },
     )
-    parser.add_argument("--index", type=Path, required=True, help="results/{cohort}/index.parquet")
-    parser.add_argument("--out", type=Path, required=True, help="image cache to write (.h5)")
-    parser.add_argument(
-        "--model", help="model path to use instead of the config's (for build_from encoders)"
-    )
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
-    setup_logging()
-    config = load_config(args.config)
     settings = configured_encoder(config, args.encoder, args.model)
     embed_images(args.index, args.out, args.encoder, settings, config["embedding"], args.threads)
 
 
 if "snakemake" in globals():
-    from probelab.logs import setup_logging
-
-    setup_logging(snakemake.log[0])
+    snakemake_job(snakemake)
     embed_images(
         Path(snakemake.input.index),
         Path(snakemake.output[0]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import pytest
 from conftest import NIH_SAMPLE, PATHOLOGIES, tiny_cohort, write_nih_table
 from PIL import Image
 
-from probelab.cohort import CohortError, CsvColumns, build_index, index_hash, parse_age
+from probelab.cohort import (
+    CohortError,
+    CsvColumns,
+    build_index,
+    index_hash,
+    index_images,
+    parse_age,
+)
+from probelab.config import validate_config
 
 NIH14 = [
     "Atelectasis",
@@ -41,6 +50,20 @@ def test_v2020_table_keeps_only_present_images(nih_cohort):
     assert row["view"] == "AP" and row["follow_up"] == 1 and row["patient_id"] == "1"
     assert counts.positives["Cardiomegaly"] == int(index["Cardiomegaly"].sum())
     assert counts.no_finding == int((index[PATHOLOGIES].sum(axis=1) == 0).sum())
+
+
+def test_index_images_writes_the_index_and_its_counts(nih_cohort, tmp_path):
+    config = validate_config(
+        {"cohort": "t", "pathologies": PATHOLOGIES, "data": {"root": str(nih_cohort)}}
+    )
+    out = tmp_path / "out"
+    counts = index_images(
+        config["data"], PATHOLOGIES, "No Finding", out / "index.parquet", out / "counts.json"
+    )
+    expected, _ = build_index(nih_cohort, PATHOLOGIES)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "index.parquet"), expected)
+    written = json.loads((out / "counts.json").read_text())
+    assert written["present"] == counts.present == 32 and written["listed"] == 36
 
 
 def test_2017_format_crlf_trailing_comma_and_age_suffix(tmp_path):

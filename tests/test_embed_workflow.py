@@ -1,4 +1,5 @@
-"""embed_images end to end: bad files, resume after SIGKILL, and the Snakemake rules on a tiny demo."""
+"""embed_images end to end: bad files, resume after SIGKILL, and the Snakemake rules on a tiny
+demo."""
 
 import logging
 import subprocess
@@ -10,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, run_snakemake
-from embed_images import embed_images
 from PIL import Image
 
 from probelab.cache import read_image_cache, read_prompt_cache
 from probelab.cohort import index_hash
 from probelab.config import validate_config
+from probelab.embedding import embed_images
 from probelab.images import ImageLoadError
 
 DEMO_JSON = REPO / "configs" / "encoders" / "probelab-demo-vit-tiny.json"
@@ -103,6 +104,7 @@ def test_empty_or_malformed_index_is_refused(tmp_path):
         embed_images(tmp_path / "nopath.parquet", tmp_path / "e.h5", "e", settings(), EMBEDDING)
 
 
+@pytest.mark.workflow
 def test_resume_after_sigkill_gives_identical_features(tmp_path, caplog):
     index = write_index(tmp_path / "imgs", 30)
     entry = settings(num_workers=1)
@@ -111,11 +113,10 @@ def test_resume_after_sigkill_gives_identical_features(tmp_path, caplog):
     # A real SIGKILL right after the second chunk is saved (no cleanup code can run).
     killer = textwrap.dedent(
         f"""
-        import os, signal, sys
-        sys.path.insert(0, {str(REPO / "scripts")!r})
+        import os, signal
         from pathlib import Path
         import probelab.cache as cache
-        from embed_images import embed_images
+        from probelab.embedding import embed_images
         original, saved = cache.ResumableImageCache.write_chunk, []
         def write_then_die(self, start, features, failed):
             original(self, start, features, failed)
@@ -123,7 +124,8 @@ def test_resume_after_sigkill_gives_identical_features(tmp_path, caplog):
             if len(saved) == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
         cache.ResumableImageCache.write_chunk = write_then_die
-        embed_images(Path({str(index)!r}), Path({str(tmp_path / "e.h5")!r}), "e", {entry!r}, {EMBEDDING!r})
+        out = Path({str(tmp_path / "e.h5")!r})
+        embed_images(Path({str(index)!r}), out, "e", {entry!r}, {EMBEDDING!r})
         """
     )
     killed = subprocess.run(

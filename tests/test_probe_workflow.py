@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import train_probe as step
 import yaml
 from conftest import REPO, run_snakemake
 
 import probelab.probe
+from probelab import probe_job
 from probelab.cache import CacheMismatchError, ResumableImageCache, write_prompt_cache
 from probelab.cohort import index_hash
 from probelab.heads import build_head
@@ -134,7 +134,7 @@ def run(cohort: dict[str, Path], model: str, out: Path, **changes) -> list[dict]
         index=cohort["index"],
         split=cohort["split"],
         runs=[
-            step.RunSpec(model, "30", seed, subset, out / f"seed{seed}")
+            probe_job.RunSpec(model, "30", seed, subset, out / f"seed{seed}")
             for seed, subset in zip(SEEDS, cohort["subsets"], strict=True)
         ],
         cohort="tiny",
@@ -142,8 +142,9 @@ def run(cohort: dict[str, Path], model: str, out: Path, **changes) -> list[dict]
         models=PARAMS,
         pathologies=PATHOLOGIES,
         training=TRAINING,
+        threads=1,
     )
-    return step.train_probe(**{**arguments, **changes})
+    return probe_job.train_probe(**{**arguments, **changes})
 
 
 @pytest.mark.parametrize("model", list(PARAMS))
@@ -238,7 +239,7 @@ def test_test_labels_are_read_only_after_every_model_and_threshold_is_frozen(
 ) -> None:
     test_ids = set(pd.read_parquet(cohort["split"]).query("split == 'test'")["image_id"])
     events: list[str] = []
-    real_read, real_fit = probelab.probe.read_labels, step.fit_and_freeze
+    real_read, real_fit = probelab.probe.read_labels, probe_job.fit_and_freeze
 
     def spy_read(index_path, image_ids, pathologies):
         events.append("read test labels" if set(image_ids) & test_ids else "read other labels")
@@ -250,19 +251,38 @@ def test_test_labels_are_read_only_after_every_model_and_threshold_is_frozen(
         return frozen
 
     monkeypatch.setattr(probelab.probe, "read_labels", spy_read)
-    monkeypatch.setattr(step, "fit_and_freeze", spy_fit)
+    monkeypatch.setattr(probe_job, "fit_and_freeze", spy_fit)
     run(cohort, "baseline_mlp", tmp_path / "out")
     assert events.count("frozen") == len(SEEDS)
     assert events.count("read test labels") == 1
     assert events.index("read test labels") > max(i for i, e in enumerate(events) if e == "frozen")
 
 
+def test_the_job_trains_on_the_threads_it_is_given_not_the_configured_ones(
+    cohort: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Snakemake may give a job fewer threads than training.threads asks for (--cores).
+    threads: list[int] = []
+    real_fit = probe_job.fit_and_freeze
+
+    def spy_fit(*args, **kwargs):
+        threads.append(torch.get_num_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(probe_job, "fit_and_freeze", spy_fit)
+    try:
+        run(cohort, "zero_shot", tmp_path / "out", training={**TRAINING, "threads": 1}, threads=2)
+    finally:
+        torch.set_num_threads(1)
+    assert threads == [2] * len(SEEDS)
+
+
 def test_one_job_can_train_several_models(cohort: dict[str, Path], tmp_path: Path) -> None:
     runs = [
-        step.RunSpec(model, "30", 0, cohort["subsets"][0], tmp_path / model)
+        probe_job.RunSpec(model, "30", 0, cohort["subsets"][0], tmp_path / model)
         for model in ("zero_shot", "baseline_mlp")
     ]
-    documents = step.train_probe(
+    documents = probe_job.train_probe(
         image_cache=cohort["images"],
         prompt_cache=cohort["prompts"],
         index=cohort["index"],
@@ -273,6 +293,7 @@ def test_one_job_can_train_several_models(cohort: dict[str, Path], tmp_path: Pat
         models=PARAMS,
         pathologies=PATHOLOGIES,
         training=TRAINING,
+        threads=1,
     )
     assert [d["run"]["model"] for d in documents] == ["zero_shot", "baseline_mlp"]
     assert documents[1]["metrics"] == run(cohort, "baseline_mlp", tmp_path / "alone")[0]["metrics"]
@@ -285,7 +306,8 @@ def test_test_labels_cannot_be_had_without_frozen_runs(cohort: dict[str, Path]) 
 
 
 def test_changing_test_labels_changes_no_choice(tmp_path: Path) -> None:
-    """Everything chosen on validation (model, thresholds, validation metrics) ignores test labels."""
+    """Everything chosen on validation (model, thresholds, validation metrics) ignores test
+    labels."""
     honest = write_cohort(tmp_path / "honest")
     scrambled = write_cohort(tmp_path / "scrambled", test_label_seed=5)
     for model in ("baseline_mlp", "linear_probe"):

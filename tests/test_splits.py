@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probelab.cohort import CohortError, build_index
-from probelab.splits import official_split, random_split
+from probelab.splits import make_split, official_split, random_split, read_split
 
 FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
@@ -53,6 +53,26 @@ def test_official_split_uses_lists_and_carves_val_by_patient(nih_cohort):
     assert set(split.loc[split["split"] == "test", "image_id"]) == test_ids & set(index["image_id"])
     assert split.groupby("patient_id")["split"].nunique().max() == 1
     assert {"train", "val"} <= set(split["split"])
+
+
+def test_make_split_writes_the_file_read_split_reads(nih_cohort, tmp_path):
+    index, _ = build_index(nih_cohort, PATHOLOGIES)
+    index.to_parquet(tmp_path / "index.parquet")
+    split = {"method": "official", "val_fraction": 0.2, "seed": 1}
+    data = {
+        "root": str(nih_cohort),
+        "train_val_list": "train_val_list.txt",
+        "test_list": "test_list.txt",
+    }
+    written = make_split(tmp_path / "index.parquet", tmp_path / "split.parquet", split, data)
+    expected = official_split(
+        index, nih_cohort / "train_val_list.txt", nih_cohort / "test_list.txt", 0.2, 1
+    )
+    pd.testing.assert_frame_equal(written, expected)
+    assert read_split(tmp_path / "split.parquet") == {
+        name: expected.loc[expected["split"] == name, "image_id"].tolist()
+        for name in ("train", "val", "test")
+    }
 
 
 def test_official_split_refuses_unlisted_image(nih_cohort):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from probelab.cohort import CohortError
-from probelab.subsets import balanced_subset
+from probelab.subsets import balanced_subset, read_subset, write_subsets
 
 PATHOLOGIES = ["Common", "Medium", "Rare"]
 
@@ -56,6 +58,27 @@ def test_all_is_the_whole_training_split():
 def test_size_larger_than_training_split():
     with pytest.raises(
         CohortError,
-        match=r"subset size 51 \(config key 'subsets.sizes'\) does not fit the training split \(50 images\)",
+        match=r"subset size 51 \(config key 'subsets.sizes'\) does not fit the training split "
+        r"\(50 images\)",
     ):
         balanced_subset(imbalanced_train(50), PATHOLOGIES, 51, 0)
+
+
+def test_written_subset_reads_back_and_a_size_may_come_as_text(tmp_path: Path) -> None:
+    train = imbalanced_train(200)
+    index = pd.concat(
+        [train, imbalanced_train(50, seed=1).assign(image_id=lambda t: "v" + t["image_id"])]
+    )
+    index.to_parquet(tmp_path / "index.parquet")
+    split = ["train"] * 200 + ["val"] * 50
+    pd.DataFrame({"image_id": index["image_id"], "split": split}).to_parquet(
+        tmp_path / "split.parquet"
+    )
+    out = tmp_path / "subsets" / "n20" / "seed3.txt"
+    ids = write_subsets(
+        tmp_path / "index.parquet", tmp_path / "split.parquet", PATHOLOGIES, "20", 3, out, 0.2
+    )
+    assert ids == balanced_subset(train, PATHOLOGIES, 20, 3, 0.2)
+    assert read_subset(out, set(train["image_id"])) == ids
+    with pytest.raises(ValueError, match=r"image 'i\d+' is not in the train split"):
+        read_subset(out, set(ids[1:]))

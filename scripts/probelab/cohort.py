@@ -13,11 +13,13 @@ import hashlib
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from probelab.io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +179,8 @@ def read_csv_table(
             if bad.any():
                 row = int(bad.idxmax())
                 raise CohortError(
-                    f"label table {path} row {row + 2}, column {p!r}: expected 0 or 1, got {values[row]!r}."
+                    f"label table {path} row {row + 2}, column {p!r}: "
+                    f"expected 0 or 1, got {values[row]!r}."
                 )
             labels[p] = values.astype("int8")
     return pd.concat([out, labels], axis=1)
@@ -280,6 +283,32 @@ def build_index(
     )
     log.info("index: %d listed, %d present, %d kept", counts.listed, counts.present, len(index))
     return index, counts
+
+
+def index_images(
+    data: dict[str, Any], pathologies: list[str], no_finding: str, out_index: Path, out_counts: Path
+) -> IndexCounts:
+    """Build the index from the config's `data` section and write it with its counts."""
+    index, counts = build_index(
+        Path(data["root"]),
+        pathologies,
+        fmt=data["format"],
+        label_table=data["label_table"],
+        image_dirs=data["image_dirs"],
+        extensions=data["extensions"],
+        views=data["views"],
+        csv_columns=CsvColumns(**data["csv"]),
+        no_finding=no_finding,
+    )
+    write_parquet(out_index, index)
+    write_json(out_counts, asdict(counts))
+    log.info(
+        "%d of %d listed images present; %d files on disk not listed",
+        counts.present,
+        counts.listed,
+        counts.unlisted_files,
+    )
+    return counts
 
 
 def index_hash(index: pd.DataFrame) -> str:

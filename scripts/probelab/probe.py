@@ -90,7 +90,8 @@ def read_labels(
     missing = [image_id for image_id in wanted if image_id not in table.index]
     if missing:
         raise ValueError(
-            f"{index_path}: image {missing[0]!r} ({len(missing)} in all) is not in the cohort index."
+            f"{index_path}: image {missing[0]!r} ({len(missing)} in all) "
+            "is not in the cohort index."
         )
     return table.loc[wanted, list(pathologies)].to_numpy(dtype=np.float32)
 
@@ -195,7 +196,8 @@ def fit_and_freeze(
 
 
 def _warn_saturated(run_name: str, probs: np.ndarray) -> None:
-    """Probabilities rounded to exactly 0 or 1 tie, which blunts AUROC; say so instead of hiding it."""
+    """Probabilities rounded to exactly 0 or 1 tie, which blunts AUROC; say so instead of hiding
+    it."""
     saturated = float(np.mean((probs == 0.0) | (probs == 1.0)))
     if saturated > 0:
         log.warning(

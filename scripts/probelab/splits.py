@@ -1,13 +1,18 @@
-"""Patient-disjoint train / val / test splits."""
+"""Patient-disjoint train / val / test splits, and the split file (split.parquet)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from probelab.cohort import CohortError
+from probelab.io import write_parquet
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -44,7 +49,8 @@ def random_split(index: pd.DataFrame, fractions: dict[str, float], seed: int) ->
 def _read_list(path: Path) -> set[str]:
     if not path.is_file():
         raise CohortError(
-            f"official split list {path} does not exist (config keys 'data.train_val_list' / 'data.test_list')."
+            f"official split list {path} does not exist "
+            "(config keys 'data.train_val_list' / 'data.test_list')."
         )
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
@@ -59,8 +65,8 @@ def official_split(
     unlisted = index.loc[~in_test & ~in_train_val, "image_id"]
     if not unlisted.empty:
         raise CohortError(
-            f"image {unlisted.iloc[0]!r} (and {len(unlisted) - 1} more) is in neither {train_val_list} "
-            f"nor {test_list}; the official lists must cover every indexed image."
+            f"image {unlisted.iloc[0]!r} (and {len(unlisted) - 1} more) is in neither "
+            f"{train_val_list} nor {test_list}; the official lists must cover every indexed image."
         )
     leaked = set(index.loc[in_test, "patient_id"]) & set(index.loc[in_train_val, "patient_id"])
     if leaked:
@@ -84,7 +90,39 @@ def _finish(index: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     empty = [s for s in SPLITS if not (out["split"] == s).any()]
     if empty:
         raise CohortError(
-            f"the {empty[0]} split is empty ({len(index)} images of {index['patient_id'].nunique()} "
-            "patients); use more images or change config key 'split'."
+            f"the {empty[0]} split is empty ({len(index)} images of "
+            f"{index['patient_id'].nunique()} patients); use more images or change config key "
+            "'split'."
         )
     return out.reset_index(drop=True)
+
+
+def make_split(
+    index_path: Path, out: Path, split: dict[str, Any], data: dict[str, Any]
+) -> pd.DataFrame:
+    """Split by the config's `split` section (random fractions or the official lists) and write
+    the split file."""
+    index = pd.read_parquet(index_path, columns=["image_id", "patient_id"])
+    if split["method"] == "official":
+        root = Path(data["root"])
+        result = official_split(
+            index,
+            root / data["train_val_list"],
+            root / data["test_list"],
+            split["val_fraction"],
+            split["seed"],
+        )
+    else:
+        result = random_split(index, split["fractions"], split["seed"])
+    write_parquet(out, result)
+    for name, group in result.groupby("split"):
+        log.info("%s: %d images, %d patients", name, len(group), group["patient_id"].nunique())
+    return result
+
+
+def read_split(path: Path) -> dict[str, list[str]]:
+    """The image ids of each split ("train", "val", "test") of a split file."""
+    table = pd.read_parquet(path, columns=["image_id", "split"])
+    return {
+        name: table.loc[table["split"] == name, "image_id"].astype(str).tolist() for name in SPLITS
+    }

@@ -1,4 +1,4 @@
-"""Balanced training subsets of a given size.
+"""Balanced training subsets of a given size, and their files (one image id per line).
 
 Algorithm (deterministic for a given seed and size):
 1. Reserve `round(n * no_finding_share)` places for images without any pathology; the rest is the
@@ -17,10 +17,16 @@ Rare pathologies are therefore over-represented as far as the data allows, never
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from probelab.cohort import CohortError
+from probelab.cohort import CohortError, label_matrix
+from probelab.io import write_text
+
+log = logging.getLogger(__name__)
 
 
 def balanced_subset(
@@ -74,3 +80,49 @@ def check_sizes(sizes: list[int | str], n_train: int) -> None:
 def _fill(chosen: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator) -> None:
     if k > 0:
         chosen[rng.permutation(np.flatnonzero(pool))[:k]] = True
+
+
+def write_subsets(
+    index_path: Path,
+    split_path: Path,
+    pathologies: list[str],
+    n: int | str,
+    seed: int,
+    out: Path,
+    no_finding_share: float,
+) -> list[str]:
+    """Write the balanced subset of size `n` (a number, also as text, or "all") for `seed`, one
+    image id per line."""
+    index = pd.read_parquet(index_path)
+    split = pd.read_parquet(split_path, columns=["image_id", "split"])
+    train_ids = split.loc[split["split"] == "train", "image_id"]
+    train = index[index["image_id"].isin(train_ids)]
+    train = pd.concat([train[["image_id"]], label_matrix(train, pathologies)], axis=1)
+    ids = balanced_subset(train, pathologies, n, seed, no_finding_share)
+    write_text(out, "\n".join(ids) + "\n")
+    positives = train.set_index("image_id").loc[ids, pathologies].sum()
+    log.info(
+        "n=%s seed=%d: %d images; positives per pathology: %s",
+        n,
+        seed,
+        len(ids),
+        positives.to_dict(),
+    )
+    return ids
+
+
+def read_subset(path: Path, train_ids: set[str]) -> list[str]:
+    """The training image ids of a subset file, refusing an empty file or an id outside the train
+    split."""
+    ids = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(
+            f"subset file {path} lists no image ids; expected one training image id per line."
+        )
+    outside = [i for i in ids if i not in train_ids]
+    if outside:
+        raise ValueError(
+            f"subset file {path}: image {outside[0]!r} is not in the train split "
+            f"({len(outside)} such ids); rebuild the subsets."
+        )
+    return ids

@@ -12,7 +12,6 @@ per fit for the linear probe, and the size of the saved state dict.
 import argparse
 import io
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,12 +19,11 @@ import numpy as np
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
+from probelab.config import validate_config
+from probelab.linear import fit_linear_probe
+from probelab.training import TrainSettings, train_head
 
-from probelab.config import validate_config  # noqa: E402
-from probelab.linear import fit_linear_probe  # noqa: E402
-from probelab.training import TrainSettings, train_head  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 N_LABELS = 14
 PREVALENCE = 0.04  # NIH's average finding prevalence, roughly
