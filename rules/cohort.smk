@@ -1,9 +1,6 @@
 # Cohort stage: (demo cohort) -> index of present images -> patient-disjoint split -> subsets.
 
 
-check_subset_sizes()
-
-
 if config["demo"]["enabled"]:
 
     rule demo_cohort:
@@ -34,8 +31,8 @@ rule index_images:
     input:
         data_root(),
     output:
-        index=f"{RESULTS}/index.parquet",
-        counts=f"{RESULTS}/index_counts.json",
+        index=PATHS.index,
+        counts=PATHS.index_counts,
     log:
         f"{LOGS}/index_images.log",
     benchmark:
@@ -59,7 +56,7 @@ rule split:
         index=rules.index_images.output.index,
         lists=official_lists(),
     output:
-        f"{RESULTS}/split.parquet",
+        PATHS.split,
     log:
         f"{LOGS}/split.log",
     benchmark:
@@ -82,7 +79,7 @@ rule subset:
         index=rules.index_images.output.index,
         split=rules.split.output[0],
     output:
-        f"{RESULTS}/subsets/n{{n}}/seed{{seed}}.txt",
+        PATHS.subset("{n}", "{seed}"),
     log:
         f"{LOGS}/subset/n{{n}}_seed{{seed}}.log",
     benchmark:

@@ -1,11 +1,28 @@
-# Helpers shared by every stage: path builders and config lookups. Rules stay thin and call
-# these instead of indexing the config themselves.
+# Helpers of every stage: paths come from probelab.layout, config lookups from here. Included
+# first, so that no rule file depends on another's include order. Nothing here reads a
+# workflow output: checks that need one (subset sizes against the split) run inside the job.
+import re
 from pathlib import Path
 
-COHORT = config["cohort"]
-RESULTS = f"results/{COHORT}"
-LOGS = f"{RESULTS}/logs"
-BENCHMARKS = f"{RESULTS}/benchmarks"
+from probelab.config import enabled_models
+from probelab.layout import FIGURES, RUN_FILES, CohortLayout, SentimentLayout
+from probelab.models import needs_prompts
+from probelab.report.settings import (
+    figure_names,
+    figure_settings,
+    summary_config,
+    summary_figures,
+)
+from probelab.sentiment import SPLITS
+from probelab.sentiment.data import input_files
+from probelab.sentiment.encoder import configured_model
+from probelab.sentiment.features import expected_features
+
+PATHS = CohortLayout.of(config)
+LOGS = PATHS.logs
+BENCHMARKS = PATHS.benchmarks
+SENTIMENT = config["sentiment"]
+SENT = SentimentLayout.of(SENTIMENT)
 
 
 wildcard_constraints:
@@ -14,6 +31,14 @@ wildcard_constraints:
     seed=r"\d+",
     encoder=r"[A-Za-z0-9_.-]+",
     model=r"[A-Za-z0-9_]+",
+
+
+def one_of(names: list[str]) -> str:
+    """A wildcard constraint that admits exactly these names (a never-matching one if empty)."""
+    return "|".join(re.escape(name) for name in names) or "no-such-name"
+
+
+# --- cohort ---
 
 
 def data_root() -> str:
@@ -28,24 +53,8 @@ def subset_seeds() -> list[int]:
     return list(config["subsets"]["seeds"])
 
 
-def check_subset_sizes() -> None:
-    """Once the split exists, refuse impossible subset sizes before any job runs.
-
-    On a first run the split is not known yet; the subset job then stops with the same message.
-    """
-    split_file = Path(f"{RESULTS}/split.parquet")
-    if split_file.exists():
-        import pandas as pd
-        from probelab.subsets import check_sizes
-
-        split = pd.read_parquet(split_file, columns=["split"])
-        check_sizes(config["subsets"]["sizes"], int((split["split"] == "train").sum()))
-
-
 def subset_paths() -> list[str]:
-    return expand(
-        f"{RESULTS}/subsets/n{{n}}/seed{{seed}}.txt", n=subset_sizes(), seed=subset_seeds()
-    )
+    return [PATHS.subset(n, seed) for n in subset_sizes() for seed in subset_seeds()]
 
 
 def official_lists() -> list[str]:
@@ -59,3 +68,213 @@ def official_lists() -> list[str]:
         return [data_root()]
     root = Path(data_root())
     return [str(root / config["data"]["train_val_list"]), str(root / config["data"]["test_list"])]
+
+
+# --- embed ---
+
+
+def encoder_names() -> list[str]:
+    """Every configured encoder, in config order."""
+    return list(config["encoders"])
+
+
+def text_encoder_names() -> list[str]:
+    """Encoders with a usable text tower (prompt fusion and zero-shot need one)."""
+    return [name for name in encoder_names() if config["encoders"][name]["text"]]
+
+
+def built_encoder_names() -> list[str]:
+    """Encoders whose model rule make_demo_encoder builds from a JSON file (build_from)."""
+    return [name for name in encoder_names() if config["encoders"][name]["build_from"]]
+
+
+def encoder_settings(wildcards) -> dict:
+    """The encoder's config entry, with the model folder filled in for build_from encoders."""
+    settings = dict(config["encoders"][wildcards.encoder])
+    if settings["build_from"]:
+        settings["model"] = PATHS.built_encoder(wildcards.encoder)
+    return settings
+
+
+def encoder_files(wildcards) -> list[str]:
+    """Local model files and folders, as inputs, so that changing them reruns the embedding."""
+    settings = config["encoders"][wildcards.encoder]
+    if settings["build_from"]:
+        return [PATHS.built_encoder(wildcards.encoder)]
+    candidates = [settings["model"], settings["pretrained"] or ""]
+    return [path for path in candidates if path and Path(path).exists()]
+
+
+def encoder_gpus(wildcards) -> int:
+    """GPUs an embedding job asks the scheduler for: one when the encoder's device is cuda.
+
+    With device auto the job uses a GPU if the node has one; the SLURM profile's set-resources
+    asks for it there (docs/cluster.md).
+    """
+    return int(config["encoders"][wildcards.encoder]["device"] == "cuda")
+
+
+# --- probe ---
+
+
+def probe_models() -> list[str]:
+    """The configured and enabled probe models, in the report's order."""
+    return enabled_models(config)
+
+
+def run_outputs(name: str) -> list[str]:
+    """One file of every run folder (encoder x model x subset size x seed)."""
+    return [
+        PATHS.run_file(encoder, model, n, seed, name)
+        for encoder in encoder_names()
+        for model in probe_models()
+        for n in subset_sizes()
+        for seed in subset_seeds()
+    ]
+
+
+# What one train_probe job trains (training.job_scope): every seed of one encoder x model x size,
+# every size and seed of one encoder x model, or every model, size and seed of one encoder.
+SCOPE = config["training"]["job_scope"]
+JOB = {"size": "{encoder}/{model}/n{n}", "model": "{encoder}/{model}", "encoder": "{encoder}"}[
+    SCOPE
+]
+
+
+def job_models(wildcards) -> list[str]:
+    return probe_models() if SCOPE == "encoder" else [wildcards.model]
+
+
+def job_sizes(wildcards) -> list[str]:
+    return [wildcards.n] if SCOPE == "size" else subset_sizes()
+
+
+def job_run_files(name: str) -> list[str]:
+    """One file of every run folder of a job, with the job's wildcards left in."""
+    pattern = PATHS.run_file("{encoder}", "{model}", "{n}", "{seed}", name)
+    spread = {"seed": subset_seeds()}
+    if SCOPE != "size":
+        spread["n"] = subset_sizes()
+    if SCOPE == "encoder":
+        spread["model"] = probe_models()
+    return expand(pattern, **spread, allow_missing=True)
+
+
+def job_subsets(wildcards) -> list[str]:
+    return sorted({PATHS.subset(n, seed) for n in job_sizes(wildcards) for seed in subset_seeds()})
+
+
+def job_runs(wildcards) -> list[dict]:
+    """Model, size, seed, subset file and run folder of every run of a job, in training order."""
+    return [
+        {
+            "model": model,
+            "n": n,
+            "seed": seed,
+            "subset": PATHS.subset(n, seed),
+            "out_dir": PATHS.run_dir(wildcards.encoder, model, n, seed),
+        }
+        for model in job_models(wildcards)
+        for n in job_sizes(wildcards)
+        for seed in subset_seeds()
+    ]
+
+
+def job_prompt_cache(wildcards) -> list[str]:
+    needed = any(needs_prompts(model) for model in job_models(wildcards))
+    return [PATHS.prompt_cache(wildcards.encoder)] if needed else []
+
+
+def job_model_settings(wildcards) -> dict:
+    """The config sections of the job's models."""
+    return {model: config["models"][model] for model in job_models(wildcards)}
+
+
+# --- report ---
+
+
+def report_table(key: str) -> str:
+    return PATHS.report_table(key)
+
+
+def figure_files(name: str) -> list[str]:
+    return PATHS.figure_files(name, config["report"]["figures"]["formats"])
+
+
+def report_figures() -> list[str]:
+    return [path for name in figure_names(config) for path in figure_files(name)]
+
+
+def figure_size_label(name: str) -> str:
+    """The training-set size a figure shows, as the Snakemake report labels it."""
+    settings = config["report"]["figures"]
+    return {
+        "learning_curves": "every size",
+        "auroc_heatmap": str(settings["heatmap_size"]),
+        "precision_recall": str(settings["heatmap_size"]),
+        "training_curves": str(settings["training_curves"]["size"]),
+        "sentiment_comparison": "whole data set",
+    }[name]
+
+
+def summary_inputs() -> dict[str, str]:
+    """What summary.md is written from: the aggregated tables and the cohort's counts. Not the
+    figures: summary.md links them by name, so redrawing a figure does not rewrite it."""
+    inputs = {key: report_table(key) for key in ("by_setting", "ci", "comparisons")}
+    inputs.update(index_counts=PATHS.index_counts, index=PATHS.index, split=PATHS.split)
+    if SENTIMENT["enabled"]:
+        inputs["sentiment"] = report_table("sentiment")
+    return inputs
+
+
+# --- sentiment ---
+
+
+def sentiment_encoder_names() -> list[str]:
+    """The sentiment {model} wildcard values: one per configured encoder."""
+    return [encoder["name"] for encoder in SENTIMENT["encoders"]]
+
+
+def sentiment_metrics() -> list[str]:
+    """Every method's metrics.json of every sentiment encoder (the report's sentiment table)."""
+    return [
+        SENT.metrics(method, name)
+        for method in ("svm", "finetune")
+        for name in sentiment_encoder_names()
+    ]
+
+
+def sentiment_demo_files() -> list[str]:
+    return [f"{SENT.demo_folder}/{split}.jsonl" for split in SPLITS]
+
+
+def sentiment_data_inputs() -> list[str]:
+    """The split files the sentiment rules read (none for a hub data set or a disabled track)."""
+    if not SENTIMENT["enabled"]:
+        return []
+    return input_files(SENTIMENT["data"], SENT.demo_folder)
+
+
+def sentiment_targets() -> list[str]:
+    """Every final output of the sentiment track; empty when sentiment.enabled is false."""
+    if not SENTIMENT["enabled"]:
+        return []
+    outputs = [SENT.explore_json, SENT.explore_figure]
+    for name in sentiment_encoder_names():
+        outputs.append(SENT.inspect(name))
+        outputs += [SENT.metrics(method, name) for method in ("svm", "finetune")]
+    return outputs
+
+
+def sentiment_expected_features(wildcards) -> dict:
+    """The provenance the SVM step requires of the encoder's features cache."""
+    return expected_features(SENTIMENT, wildcards.model)
+
+
+def sentiment_model(wildcards) -> str:
+    return configured_model(SENTIMENT["encoders"], wildcards.model)
+
+
+def sentiment_data_folder(wildcards, input) -> str | None:
+    """The folder of the split files a job got as input (None for a hub data set)."""
+    return str(Path(input[0]).parent) if input else None

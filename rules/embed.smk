@@ -1,9 +1,5 @@
 # Embed stage: (demo encoder weights) -> image cache and prompt cache per encoder.
 # File formats: docs/architecture.md; config keys: schemas/embed.schema.yaml.
-import re
-
-
-include: "embed_helpers.smk"
 
 
 if built_encoder_names():
@@ -12,13 +8,13 @@ if built_encoder_names():
         input:
             architecture=lambda wildcards: config["encoders"][wildcards.encoder]["build_from"],
         output:
-            directory(built_encoder_dir("{encoder}")),
+            directory(PATHS.built_encoder("{encoder}")),
         log:
             f"{LOGS}/make_demo_encoder/{{encoder}}.log",
         benchmark:
             f"{BENCHMARKS}/make_demo_encoder/{{encoder}}.tsv"
         wildcard_constraints:
-            encoder="|".join(re.escape(name) for name in built_encoder_names()),
+            encoder=one_of(built_encoder_names()),
         conda:
             "../envs/embed.yaml"
         threads: 1
@@ -36,7 +32,7 @@ rule embed_images:
         index=rules.index_images.output.index,
         model=encoder_files,
     output:
-        image_cache("{encoder}"),
+        PATHS.image_cache("{encoder}"),
     log:
         f"{LOGS}/embed_images/{{encoder}}.log",
     benchmark:
@@ -59,7 +55,7 @@ rule embed_prompts:
     input:
         model=encoder_files,
     output:
-        prompt_cache("{encoder}"),
+        PATHS.prompt_cache("{encoder}"),
     log:
         f"{LOGS}/embed_prompts/{{encoder}}.log",
     benchmark:
@@ -80,5 +76,5 @@ rule embed_prompts:
 
 rule embeddings:
     input:
-        [image_cache(name) for name in encoder_names()],
-        [prompt_cache(name) for name in encoder_names() if encoder_has_text(name)],
+        [PATHS.image_cache(name) for name in encoder_names()],
+        [PATHS.prompt_cache(name) for name in text_encoder_names()],

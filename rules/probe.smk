@@ -3,30 +3,27 @@
 # schemas/probe.schema.yaml (sections `models` and `training`).
 
 
-include: "probe_helpers.smk"
-
-
 # One job trains several runs: torch is imported and the caches are read once per job.
 rule train_probe:
     input:
-        images=lambda wildcards: image_cache(wildcards.encoder),
-        prompts=probe_prompt_cache,
+        images=PATHS.image_cache("{encoder}"),
+        prompts=job_prompt_cache,
         index=rules.index_images.output.index,
         split=rules.split.output[0],
         subsets=job_subsets,
     output:
-        metrics=run_files("metrics.json"),
-        predictions_val=run_files("predictions_val.parquet"),
-        predictions_test=run_files("predictions_test.parquet"),
-        history=run_files("history.csv"),
-        model=run_files("model.pt"),
+        metrics=job_run_files("metrics.json"),
+        predictions_val=job_run_files("predictions_val.parquet"),
+        predictions_test=job_run_files("predictions_test.parquet"),
+        history=job_run_files("history.csv"),
+        model=job_run_files("model.pt"),
     log:
         f"{LOGS}/train_probe/{JOB}.log",
     benchmark:
         f"{BENCHMARKS}/train_probe/{JOB}.tsv"
     wildcard_constraints:
-        model="|".join(probe_models()) or "no-probe-model",
-        encoder="|".join(re.escape(name) for name in encoder_names()) or "no-encoder",
+        model=one_of(probe_models()),
+        encoder=one_of(encoder_names()),
     conda:
         "../envs/probe.yaml"
     threads: config["training"]["threads"]
@@ -35,7 +32,7 @@ rule train_probe:
         runtime=config["training"]["runtime"],
     params:
         runs=job_runs,
-        cohort=COHORT,
+        cohort=PATHS.cohort,
         pathologies=config["pathologies"],
         models=job_model_settings,
         training=config["training"],
@@ -45,4 +42,4 @@ rule train_probe:
 
 rule probes:
     input:
-        [f"{folder}/{name}" for folder in run_dirs() for name in RUN_FILES],
+        [run_outputs(name) for name in RUN_FILES],

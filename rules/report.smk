@@ -2,45 +2,8 @@
 # -> figures and summary.md, all under results/{cohort}/report/. Figure rules read only the
 # aggregated tables, and every rule gets only its own config settings as params, so that changing
 # a figure setting reruns the figure rules and nothing else. How to read it: docs/report.md.
-from probelab.report.settings import (
-    check_report_config,
-    figure_files,
-    figure_settings,
-    report_dir,
-    report_figures,
-    summary_config,
-    summary_figures,
-    summary_inputs,
-)
-
-check_report_config(config)
-
-REPORT = report_dir(config)
 REPORT_LOGS = f"{LOGS}/report"
 REPORT_BENCHMARKS = f"{BENCHMARKS}/report"
-REPORT_TABLES = {
-    "by_setting": f"{REPORT}/summary_by_setting.csv",
-    "ci": f"{REPORT}/bootstrap_ci.csv",
-    "history": f"{REPORT}/history.csv",
-    "sentiment": f"{REPORT}/sentiment.csv",
-}
-_FIGURE_SETTINGS = config["report"]["figures"]
-# figure -> (the aggregated tables it reads, its title and its size label in the Snakemake report)
-FIGURES = {
-    "learning_curves": (["by_setting", "ci"], "learning curves", "every size"),
-    "auroc_heatmap": (["by_setting"], "AUROC heatmap", str(_FIGURE_SETTINGS["heatmap_size"])),
-    "precision_recall": (
-        ["by_setting", "ci"],
-        "precision vs recall",
-        str(_FIGURE_SETTINGS["heatmap_size"]),
-    ),
-    "training_curves": (
-        ["history"],
-        "training curves",
-        str(_FIGURE_SETTINGS["training_curves"]["size"]),
-    ),
-    "sentiment_comparison": (["sentiment"], "sentiment: SVM vs fine-tuning", "whole data set"),
-}
 
 
 report: "../report/workflow.rst"
@@ -57,22 +20,22 @@ localrules:
 
 rule aggregate:
     input:
-        metrics=[f"{run}/metrics.json" for run in run_dirs()],
-        history=[f"{run}/history.csv" for run in run_dirs()],
+        metrics=run_outputs("metrics.json"),
+        history=run_outputs("history.csv"),
     output:
         metrics=report(
-            f"{REPORT}/metrics.csv",
+            report_table("metrics"),
             caption="../report/metrics.rst",
             category="Tables",
             labels={"table": "metrics of every run"},
         ),
         by_setting=report(
-            REPORT_TABLES["by_setting"],
+            report_table("by_setting"),
             caption="../report/summary_by_setting.rst",
             category="Tables",
             labels={"table": "mean and std over seeds"},
         ),
-        history=REPORT_TABLES["history"],
+        history=report_table("history"),
     log:
         f"{REPORT_LOGS}/aggregate.log",
     benchmark:
@@ -84,25 +47,25 @@ rule aggregate:
         mem_mb=2000,
         runtime=10,
     params:
-        cohort=COHORT,
+        cohort=PATHS.cohort,
     script:
         "../scripts/aggregate.py"
 
 
 rule bootstrap:
     input:
-        predictions=[f"{run}/predictions_test.parquet" for run in run_dirs()],
-        metrics=[f"{run}/metrics.json" for run in run_dirs()],
-        split=f"{RESULTS}/split.parquet",
+        predictions=run_outputs("predictions_test.parquet"),
+        metrics=run_outputs("metrics.json"),
+        split=PATHS.split,
     output:
         ci=report(
-            REPORT_TABLES["ci"],
+            report_table("ci"),
             caption="../report/bootstrap_ci.rst",
             category="Tables",
             labels={"table": "confidence intervals"},
         ),
         comparisons=report(
-            f"{REPORT}/comparisons.csv",
+            report_table("comparisons"),
             caption="../report/comparisons.rst",
             category="Tables",
             labels={"table": "paired comparisons"},
@@ -127,15 +90,10 @@ rule bootstrap:
 
 rule aggregate_sentiment:
     input:
-        # sentiment.smk is included after this file: its helpers are looked up at DAG time
-        lambda wildcards: expand(
-            f"{SENT}/{{method}}/{{model}}/metrics.json",
-            method=["svm", "finetune"],
-            model=sentiment_encoder_names(),
-        ),
+        sentiment_metrics(),
     output:
         report(
-            REPORT_TABLES["sentiment"],
+            report_table("sentiment"),
             caption="../report/sentiment.rst",
             category="Tables",
             labels={"table": "sentiment track metrics"},
@@ -155,27 +113,27 @@ rule aggregate_sentiment:
 
 
 # One rule per figure (figure_learning_curves, ...), so `snakemake figure_<name>` redraws it alone.
-for _figure, (_tables, _title, _size) in FIGURES.items():
+for _figure in figure_names(config):
 
     rule:
         name:
             f"figure_{_figure}"
         input:
-            **{table: REPORT_TABLES[table] for table in _tables},
+            **{table: report_table(table) for table in FIGURES[_figure].tables},
         output:
             [
                 report(
                     path,
                     caption=f"../report/{_figure}.rst",
                     category="Figures",
-                    subcategory=_title,
+                    subcategory=FIGURES[_figure].title,
                     labels={
-                        "figure": _title,
-                        "size": _size,
+                        "figure": FIGURES[_figure].title,
+                        "size": figure_size_label(_figure),
                         "format": Path(path).suffix.lstrip("."),
                     },
                 )
-                for path in figure_files(config, _figure)
+                for path in figure_files(_figure)
             ],
         log:
             f"{REPORT_LOGS}/figure_{_figure}.log",
@@ -199,10 +157,10 @@ for _figure, (_tables, _title, _size) in FIGURES.items():
 
 rule summary:
     input:
-        **summary_inputs(config),
+        **summary_inputs(),
     output:
         report(
-            f"{REPORT}/summary.md",
+            PATHS.summary,
             caption="../report/summary.rst",
             category="Summary",
             labels={"document": "summary.md"},
@@ -226,7 +184,7 @@ rule summary:
 
 rule figures:
     input:
-        report_figures(config),
+        report_figures(),
 
 
 rule report:
@@ -234,4 +192,4 @@ rule report:
         rules.aggregate.output,
         rules.bootstrap.output,
         rules.summary.output,
-        report_figures(config),
+        report_figures(),

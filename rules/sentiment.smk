@@ -1,23 +1,14 @@
 # Sentiment track: review splits -> explore / inspect -> [CLS] features -> SVM grid search, and
 # Trainer fine-tuning. Outputs under results/sentiment/{dataset}/ (docs/architecture.md).
-from functools import partial
-
-import probelab.sentiment.workflow as sentiment_lookup
-from probelab.sentiment.encoder import configured_model
-
-SENTIMENT = config["sentiment"]
-SENT = sentiment_lookup.results_root(SENTIMENT)
-# rules/report.smk collects {SENT}/{svm,finetune}/{model}/metrics.json for these names
-sentiment_encoder_names = partial(sentiment_lookup.encoder_names, SENTIMENT)
-SENT_LOGS = f"{SENT}/logs"
-SENT_BENCHMARKS = f"{SENT}/benchmarks"
+SENT_LOGS = SENT.logs
+SENT_BENCHMARKS = SENT.benchmarks
 
 
 if SENTIMENT["data"]["source"] == "demo":
 
     rule sentiment_demo_data:
         output:
-            sentiment_lookup.demo_files(SENTIMENT),
+            sentiment_demo_files(),
         log:
             f"{SENT_LOGS}/demo_data.log",
         benchmark:
@@ -36,10 +27,10 @@ if SENTIMENT["data"]["source"] == "demo":
 
 rule sentiment_explore:
     input:
-        sentiment_lookup.data_inputs(SENTIMENT),
+        sentiment_data_inputs(),
     output:
-        json=f"{SENT}/explore/explore.json",
-        figure=f"{SENT}/explore/lengths.png",
+        json=SENT.explore_json,
+        figure=SENT.explore_figure,
     log:
         f"{SENT_LOGS}/explore.log",
     benchmark:
@@ -52,7 +43,7 @@ rule sentiment_explore:
         runtime=10,
     params:
         data=SENTIMENT["data"],
-        demo_folder=lambda wildcards, input: sentiment_lookup.data_folder(input),
+        demo_folder=sentiment_data_folder,
         encoders=SENTIMENT["encoders"],
         max_length=SENTIMENT["features"]["max_length"],
         bins=SENTIMENT["explore"]["bins"],
@@ -62,9 +53,9 @@ rule sentiment_explore:
 
 rule sentiment_inspect:
     input:
-        sentiment_lookup.data_inputs(SENTIMENT),
+        sentiment_data_inputs(),
     output:
-        f"{SENT}/inspect/{{model}}.json",
+        SENT.inspect("{model}"),
     log:
         f"{SENT_LOGS}/inspect/{{model}}.log",
     benchmark:
@@ -77,8 +68,8 @@ rule sentiment_inspect:
         runtime=10,
     params:
         data=SENTIMENT["data"],
-        demo_folder=lambda wildcards, input: sentiment_lookup.data_folder(input),
-        model=lambda wildcards: configured_model(SENTIMENT["encoders"], wildcards.model),
+        demo_folder=sentiment_data_folder,
+        model=sentiment_model,
         n_samples=SENTIMENT["inspect"]["n_samples"],
         max_length=SENTIMENT["features"]["max_length"],
     script:
@@ -87,9 +78,9 @@ rule sentiment_inspect:
 
 rule sentiment_text_features:
     input:
-        sentiment_lookup.data_inputs(SENTIMENT),
+        sentiment_data_inputs(),
     output:
-        f"{SENT}/features/{{model}}.h5",
+        SENT.features("{model}"),
     log:
         f"{SENT_LOGS}/text_features/{{model}}.log",
     benchmark:
@@ -102,9 +93,9 @@ rule sentiment_text_features:
         runtime=60,
     params:
         data=SENTIMENT["data"],
-        demo_folder=lambda wildcards, input: sentiment_lookup.data_folder(input),
+        demo_folder=sentiment_data_folder,
         dataset=SENTIMENT["dataset"],
-        model=lambda wildcards: configured_model(SENTIMENT["encoders"], wildcards.model),
+        model=sentiment_model,
         features=SENTIMENT["features"],
     script:
         "../scripts/sentiment_text_features.py"
@@ -114,9 +105,9 @@ rule sentiment_svm:
     input:
         features=rules.sentiment_text_features.output[0],
     output:
-        metrics=f"{SENT}/svm/{{model}}/metrics.json",
-        cv_results=f"{SENT}/svm/{{model}}/cv_results.csv",
-        model=f"{SENT}/svm/{{model}}/model.joblib",
+        metrics=SENT.metrics("svm", "{model}"),
+        cv_results=SENT.method_file("svm", "{model}", "cv_results.csv"),
+        model=SENT.method_file("svm", "{model}", "model.joblib"),
     log:
         f"{SENT_LOGS}/svm/{{model}}.log",
     benchmark:
@@ -130,18 +121,18 @@ rule sentiment_svm:
         runtime=120,
     params:
         svm=SENTIMENT["svm"],
-        expected=lambda wildcards: sentiment_lookup.expected_features(SENTIMENT, wildcards.model),
+        expected=sentiment_expected_features,
     script:
         "../scripts/sentiment_svm.py"
 
 
 rule sentiment_finetune:
     input:
-        sentiment_lookup.data_inputs(SENTIMENT),
+        sentiment_data_inputs(),
     output:
-        metrics=f"{SENT}/finetune/{{model}}/metrics.json",
-        history=f"{SENT}/finetune/{{model}}/log_history.json",
-        model=directory(f"{SENT}/finetune/{{model}}/model"),
+        metrics=SENT.metrics("finetune", "{model}"),
+        history=SENT.method_file("finetune", "{model}", "log_history.json"),
+        model=directory(SENT.method_file("finetune", "{model}", "model")),
     log:
         f"{SENT_LOGS}/finetune/{{model}}.log",
     benchmark:
@@ -154,9 +145,9 @@ rule sentiment_finetune:
         runtime=240,
     params:
         data=SENTIMENT["data"],
-        demo_folder=lambda wildcards, input: sentiment_lookup.data_folder(input),
+        demo_folder=sentiment_data_folder,
         dataset=SENTIMENT["dataset"],
-        model=lambda wildcards: configured_model(SENTIMENT["encoders"], wildcards.model),
+        model=sentiment_model,
         finetune=SENTIMENT["finetune"],
     script:
         "../scripts/sentiment_finetune.py"
@@ -164,4 +155,4 @@ rule sentiment_finetune:
 
 rule sentiment:
     input:
-        sentiment_lookup.targets(SENTIMENT),
+        sentiment_targets(),

@@ -1,86 +1,37 @@
-"""Write results/{cohort}/report/summary.md: headline table with CIs, comparisons, figures, data
-counts, encoders, provenance (config hash, package versions) and caveats."""
+"""Write results/{cohort}/report/summary.md: headline table with intervals, comparisons,
+figures, data counts, encoders, provenance (config hash, package versions) and caveats."""
 
-import argparse
-import logging
+# No `from __future__` import: Snakemake prepends its preamble to step scripts.
 from pathlib import Path
-from typing import Any
 
-from probelab.io import write_text
-from probelab.report.aggregate import read_table
-from probelab.report.summary import write_summary_text
+from probelab.cli import command_line, snakemake_job
+from probelab.layout import CohortLayout
+from probelab.report.settings import summary_config, summary_figures
+from probelab.report.steps import write_summary
 
-log = logging.getLogger("summary")
-
-
-def write_summary(
-    config: dict[str, Any],
-    tables: dict[str, Path],
-    cohort_files: dict[str, Path],
-    figures: list[str],
-    out: Path,
-) -> str:
-    """tables: by_setting, ci, comparisons and optionally sentiment (CSV paths); cohort_files:
-    index_counts, split, index; figures: file names of the figures (next to summary.md) to link;
-    config: the validated config without report.figures (probelab.report.settings.summary_config)."""
-    sentiment = read_table(tables["sentiment"]) if tables.get("sentiment") else None
-    text = write_summary_text(
-        config=config,
-        by_setting=read_table(tables["by_setting"]),
-        ci=read_table(tables["ci"]),
-        comparisons=read_table(tables["comparisons"]),
-        figures=figures,
-        index_counts=cohort_files["index_counts"],
-        split_path=cohort_files["split"],
-        index_path=cohort_files["index"],
-        sentiment=sentiment,
-    )
-    write_text(out, text)
-    log.info("wrote %s (%d lines)", out, text.count("\n"))
-    return text
+TABLES = ("by_setting", "ci", "comparisons", "sentiment")
+COHORT_FILES = ("index_counts", "split", "index")
 
 
 def main(argv: list[str] | None = None) -> None:
-    from probelab.config import load_config
-    from probelab.logs import setup_logging
-    from probelab.report.settings import summary_config, summary_figures
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="config.yaml")
-    args = parser.parse_args(argv)
-    setup_logging()
-    config = load_config(args.config)
-    results = Path("results") / config["cohort"]
-    report = results / "report"
-    tables = {
-        "by_setting": report / "summary_by_setting.csv",
-        "ci": report / "bootstrap_ci.csv",
-        "comparisons": report / "comparisons.csv",
-    }
-    if (report / "sentiment.csv").exists():
-        tables["sentiment"] = report / "sentiment.csv"
-    figures = summary_figures(config)
-    cohort_files = {
-        "index_counts": results / "index_counts.json",
-        "split": results / "split.parquet",
-        "index": results / "index.parquet",
-    }
-    write_summary(summary_config(config), tables, cohort_files, figures, report / "summary.md")
+    _, config = command_line(__doc__, argv)
+    paths = CohortLayout.of(config)
+    tables = {key: Path(paths.report_table(key)) for key in TABLES}
+    if not config["sentiment"]["enabled"]:
+        del tables["sentiment"]
+    cohort_files = {key: Path(getattr(paths, key)) for key in COHORT_FILES}
+    write_summary(
+        summary_config(config), tables, cohort_files, summary_figures(config), Path(paths.summary)
+    )
 
 
 if "snakemake" in globals():
-    from probelab.logs import setup_logging
-
-    setup_logging(snakemake.log[0])
+    snakemake_job(snakemake)
     inputs = snakemake.input
     write_summary(
         snakemake.params.config,
-        {
-            key: Path(inputs[key])
-            for key in ("by_setting", "ci", "comparisons", "sentiment")
-            if key in inputs.keys()
-        },
-        {key: Path(inputs[key]) for key in ("index_counts", "split", "index")},
+        {key: Path(inputs[key]) for key in TABLES if key in inputs.keys()},
+        {key: Path(inputs[key]) for key in COHORT_FILES},
         snakemake.params.figures,
         Path(snakemake.output[0]),
     )

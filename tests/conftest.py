@@ -16,8 +16,6 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 NIH_SAMPLE = SHARED_DATA / "nih_cxr14_sample"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
-sys.path.insert(0, str(REPO / "scripts"))
-
 NIH_HEADER_2020 = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
     "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
@@ -43,7 +41,8 @@ def write_nih_table(
 def tiny_cohort(
     root: Path, n_patients: int = 12, per_patient: int = 3, missing: int = 4
 ) -> list[tuple]:
-    """A small NIH-layout cohort: label table + PNGs in images_00k/images, a few rows not on disk."""
+    """A small NIH-layout cohort: label table + PNGs in images_00k/images, a few rows not on
+    disk."""
     rng = np.random.default_rng(0)
     labels_cycle = [
         "No Finding",

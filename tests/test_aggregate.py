@@ -14,7 +14,8 @@ import pytest
 import yaml
 from report_fixtures import EPOCH_MODELS, PATHOLOGIES, write_cohort, write_runs, write_sentiment
 
-from probelab.config import ConfigError, config_hash, validate_config
+from probelab.config import ConfigError, check_config, config_hash, validate_config
+from probelab.report import steps
 from probelab.report.aggregate import (
     RunFolderError,
     history_table,
@@ -27,7 +28,6 @@ from probelab.report.aggregate import (
     summarise_by_setting,
 )
 from probelab.report.settings import (
-    check_report_config,
     figure_names,
     summary_config,
     summary_figures,
@@ -132,10 +132,8 @@ def test_history_table_holds_the_runs_with_epochs(runs):
 
 
 def test_aggregate_step_writes_the_three_tables(runs, tmp_path):
-    import aggregate as step
-
     out = tmp_path / "report"
-    step.aggregate(
+    returned = steps.aggregate(
         runs, "demo", out / "metrics.csv", out / "summary_by_setting.csv", out / "history.csv"
     )
     assert sorted(p.name for p in out.iterdir()) == [
@@ -145,7 +143,21 @@ def test_aggregate_step_writes_the_three_tables(runs, tmp_path):
     ]
     metrics = read_table(out / "metrics.csv")
     assert set(metrics["n"]) == {"10", "all"}  # sizes read back as strings, not numbers
-    assert len(read_table(out / "summary_by_setting.csv")) > 0
+    # what is written is what the table functions compute, row for row
+    folders = read_runs(runs)
+    expected = {
+        "metrics.csv": metrics_table(folders, "demo"),
+        "summary_by_setting.csv": summarise_by_setting(metrics_table(folders, "demo")),
+        "history.csv": history_table(folders),
+    }
+    for (name, table), written in zip(expected.items(), returned, strict=True):
+        pd.testing.assert_frame_equal(written, table)
+        assert len(read_table(out / name)) == len(table) > 0
+    by_setting = read_table(out / "summary_by_setting.csv")
+    # one row per setting: 2 sizes x every (model, split, policy, metric, pathology) of the runs
+    keys = ["encoder", "model", "n", "split", "policy", "metric", "pathology"]
+    assert not by_setting.duplicated(keys).any()
+    assert (by_setting["n_seeds"] <= 3).all() and (by_setting["n_runs"] == 3).all()
 
 
 def test_sentiment_table(tmp_path):
@@ -170,7 +182,8 @@ def test_size_order_puts_all_last():
         ('{"metrics": []}', r"must be an object with keys 'run' and 'metrics'"),
         (
             '{"run": {"encoder": "e", "model": "m", "n": 5, "seed": 0, "n_train": 5}, '
-            '"metrics": [{"split": "test", "policy": "t0.5", "metric": "f1", "pathology": "macro", "value": "high"}]}',
+            '"metrics": [{"split": "test", "policy": "t0.5", "metric": "f1", '
+            '"pathology": "macro", "value": "high"}]}',
             r"metrics row 0 has value 'high'; expected a number or null",
         ),
         (
@@ -211,14 +224,12 @@ def test_the_same_run_twice_is_refused(tmp_path, runs):
 
 
 def test_a_failed_write_leaves_no_table_behind(runs, tmp_path, monkeypatch):
-    import aggregate as step
-
     out = tmp_path / "report"
     monkeypatch.setattr(
         pd.DataFrame, "to_csv", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full"))
     )
     with pytest.raises(OSError):
-        step.aggregate(
+        steps.aggregate(
             runs, "demo", out / "metrics.csv", out / "summary_by_setting.csv", out / "history.csv"
         )
     assert list(out.iterdir()) == []
@@ -236,7 +247,7 @@ def test_report_config_defaults_are_filled_in():
     assert report["bootstrap"]["resamples"] == 1000 and report["bootstrap"]["seed"] == 0
     assert report["figures"]["formats"] == ["svg", "png"]
     assert report["comparisons"]["reference"] == "baseline_mlp"
-    check_report_config(config)
+    check_config(config)
 
 
 @pytest.mark.parametrize(
@@ -258,12 +269,23 @@ def test_bad_report_config_is_one_sentence(report, message):
 
 
 def test_plotted_metrics_must_be_bootstrapped():
-    config = validate_config(_config(bootstrap={"metrics": ["auroc"]}))
     with pytest.raises(
         ConfigError,
-        match=r"report.figures.learning_curve_metrics' is invalid: f1, exact_match, hamming_loss must also be listed",
+        match=r"report.figures.learning_curve_metrics' is invalid: f1, exact_match, hamming_loss "
+        "must also be listed",
     ):
-        check_report_config(config)
+        validate_config(_config(bootstrap={"metrics": ["auroc"]}))
+
+
+def test_comparison_reference_must_be_a_model_that_is_run():
+    with pytest.raises(
+        ConfigError,
+        match=r"report.comparisons.reference' is invalid: model 'weighted_sum' is not run "
+        r"\(enabled models: baseline_mlp, two_branch_concat, linear_probe, zero_shot\)",
+    ):
+        config = _config(comparisons={"reference": "weighted_sum"})
+        config["models"]["weighted_sum"]["enabled"] = False
+        validate_config(config)
 
 
 def test_summary_config_leaves_out_only_the_figure_settings():
@@ -279,8 +301,6 @@ def test_summary_config_leaves_out_only_the_figure_settings():
 
 
 def test_summary_md_from_hand_made_runs(runs, tmp_path):
-    import summary as step
-
     from probelab.report.aggregate import write_table
     from probelab.report.intervals import BootstrapSettings, bootstrap_tables
 
@@ -312,7 +332,7 @@ def test_summary_md_from_hand_made_runs(runs, tmp_path):
         "split": results / "split.parquet",
         "index": results / "index.parquet",
     }
-    text = step.write_summary(
+    text = steps.write_summary(
         summary_config(config), tables, cohort, ["learning_curves.png"], tmp_path / "summary.md"
     )
     assert (tmp_path / "summary.md").read_text() == text
@@ -336,5 +356,5 @@ def test_summary_md_from_hand_made_runs(runs, tmp_path):
     with pytest.raises(
         ValueError, match=r"'report.headline_size' is 999, but only sizes 10, all were run"
     ):
-        step.write_summary(summary_config(config), tables, cohort, [], tmp_path / "other.md")
+        steps.write_summary(summary_config(config), tables, cohort, [], tmp_path / "other.md")
     assert not (tmp_path / "other.md").exists()

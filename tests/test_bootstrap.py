@@ -20,6 +20,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from probelab.report import steps
 from probelab.report.aggregate import (
     RunFolderError,
     metrics_table,
@@ -184,7 +185,8 @@ def test_comparisons_are_paired_differences_for_every_encoder_and_size(cohort_ru
         atol=1e-12,
     )
     assert not comparisons.loc[comparisons["metric"] == "hamming_loss", "higher_is_better"].any()
-    # pairing: the interval of a difference is narrower than the two settings' intervals side by side
+    # pairing: the interval of a difference is narrower than the two settings' intervals
+    # side by side
     row = comparisons[(comparisons["metric"] == "auroc") & (comparisons["policy"] == "tuned")].iloc[
         0
     ]
@@ -200,14 +202,12 @@ def test_comparisons_are_paired_differences_for_every_encoder_and_size(cohort_ru
 
 
 def test_bootstrap_is_deterministic(cohort_runs, tmp_path):
-    import bootstrap as step
-
     results, folders = cohort_runs
     report = {"resamples": 100, "seed": 0, "confidence": 0.9, "metrics": ["auroc", "f1"]}
     compared = {"reference": "baseline_mlp", "models": ["two_branch_concat"]}
     outputs = []
     for name in ("a", "b"):
-        step.bootstrap(
+        steps.bootstrap(
             folders,
             results / "split.parquet",
             PATHOLOGIES,

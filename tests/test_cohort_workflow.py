@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import PATHOLOGIES, REPO, SNAKEMAKE, run_snakemake, tiny_cohort
+from conftest import PATHOLOGIES, REPO, run_snakemake, tiny_cohort
 
 pytestmark = pytest.mark.workflow
 
@@ -83,18 +82,3 @@ def test_subset_job_reports_oversized_request_on_first_run(tmp_path):
     log = (tmp_path / "results" / "tiny" / "logs" / "subset" / "n5000_seed0.log").read_text()
     assert "does not fit the training split" in log
     assert (tmp_path / "results" / "tiny" / "split.parquet").exists()
-
-
-def test_lint_is_clean():
-    result = run_snakemake(REPO, "--lint")
-    assert "Congratulations" in result.stdout + result.stderr, (result.stdout + result.stderr)[
-        -4000:
-    ]
-
-
-def test_rule_files_are_snakefmt_formatted():
-    snakefmt = SNAKEMAKE.with_name("snakefmt")
-    result = subprocess.run(
-        [str(snakefmt), "--check", "Snakefile", "rules/"], cwd=REPO, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-2000:]

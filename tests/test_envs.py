@@ -1,4 +1,5 @@
-"""Every package a rule's script imports is in that rule's conda env, and the envs agree with pyproject.
+"""Every package a rule's script imports is in that rule's conda env, and the envs agree with
+pyproject.
 
 The import set of a step script is read with `ast` (no import is executed), following
 `probelab.*` imports transitively through the package sources, including imports inside
@@ -301,12 +302,14 @@ def test_env_pins_every_package_and_agrees_with_pyproject(env_file: Path):
             continue
         env_spec, project_spec = SpecifierSet(spec), pyproject[package]
         assert spec or not str(project_spec), (
-            f"envs/{env_file.name}: {package} has no version pin; pyproject.toml says {project_spec}"
+            f"envs/{env_file.name}: {package} has no version pin; "
+            f"pyproject.toml says {project_spec}"
         )
         assert any(
             v in env_spec and v in project_spec for v in lowest_versions(env_spec, project_spec)
         ), (
-            f"envs/{env_file.name}: {package} {env_spec} does not overlap pyproject.toml's {package}{project_spec}"
+            f"envs/{env_file.name}: {package} {env_spec} does not overlap "
+            f"pyproject.toml's {package}{project_spec}"
         )
 
 
@@ -321,7 +324,8 @@ def test_env_admits_the_versions_the_tests_run_with(env_file: Path):
         if version is None or not spec:
             continue  # not installed here (a solver pin); nothing to compare
         assert version in SpecifierSet(spec), (
-            f"envs/{env_file.name}: {package} {spec} excludes {version}, the version the test suite runs with"
+            f"envs/{env_file.name}: {package} {spec} excludes {version}, "
+            "the version the test suite runs with"
         )
 
 
@@ -336,5 +340,6 @@ def test_every_imported_package_is_a_project_dependency(rule: RuleSoftware):
         if normalize(IMPORT_TO_PACKAGE.get(name, name)) not in pyproject
     )
     assert not missing, (
-        f"rule {rule.rule}: {rule.script.name} imports {', '.join(missing)}, not in pyproject.toml's dependencies"
+        f"rule {rule.rule}: {rule.script.name} imports {', '.join(missing)}, "
+        "not in pyproject.toml's dependencies"
     )

@@ -11,7 +11,7 @@ from PIL import Image
 from report_fixtures import PATHOLOGIES, write_cohort, write_runs, write_sentiment
 
 from probelab.config import validate_config
-from probelab.report import figures
+from probelab.report import figures, steps
 from probelab.report.aggregate import (
     ReportInputError,
     history_table,
@@ -172,10 +172,9 @@ def test_each_model_keeps_its_colour_whichever_models_a_figure_shows(settings):
 
 
 def test_figure_step_reads_only_the_tables_it_names(tables, settings, tmp_path):
-    import figures as step
-
     outputs = _outputs(tmp_path, "auroc_heatmap")
-    step.draw_figure(
+    # only the table the figure names is given: a figure reading any other would fail here
+    steps.draw_figure(
         "auroc_heatmap",
         {"by_setting": tables["by_setting"]},
         outputs,
@@ -183,9 +182,13 @@ def test_figure_step_reads_only_the_tables_it_names(tables, settings, tmp_path):
         "tuned",
         PATHOLOGIES,
     )
-    assert all(path.exists() for path in outputs)
+    _check_files(outputs, "AUROC")
+    # the same figure drawn by the plotting function directly: the step adds nothing else
+    direct = _outputs(tmp_path / "direct", "auroc_heatmap")
+    figures.auroc_heatmap(read_table(tables["by_setting"]), direct, settings, "tuned", PATHOLOGIES)
+    assert outputs[0].read_bytes() == direct[0].read_bytes()
     with pytest.raises(ValueError, match="unknown figure 'pie'"):
-        step.draw_figure("pie", {}, outputs, settings, "tuned", PATHOLOGIES)
+        steps.draw_figure("pie", {}, outputs, settings, "tuned", PATHOLOGIES)
 
 
 def test_unchanged_svg_is_byte_identical(tables, settings, tmp_path):

@@ -1,4 +1,5 @@
-"""Probe heads: output shapes, the fixed prompt buffer, and the BatchNorm pitfall of the fusion heads."""
+"""Probe heads: output shapes, the fixed prompt buffer, and the BatchNorm pitfall of the fusion
+heads."""
 
 from __future__ import annotations
 

@@ -53,7 +53,8 @@ def test_rows_follow_the_metrics_json_contract(rows: list[dict]) -> None:
 
 
 def test_sample_level_metrics_by_hand(rows: list[dict]) -> None:
-    # predictions at 0.5: [1,0,0] [0,1,0] [1,0,1] [0,1,0]; rows 0 and 1 exactly right; 3 of 12 cells wrong
+    # predictions at 0.5: [1,0,0] [0,1,0] [1,0,1] [0,1,0];
+    # rows 0 and 1 exactly right; 3 of 12 cells wrong
     assert lookup(rows, "exact_match", "micro") == pytest.approx(0.5)
     assert lookup(rows, "hamming_loss", "micro") == pytest.approx(0.25)
 

@@ -90,7 +90,8 @@ def check_attrs(path: str | Path, attrs: Mapping[str, Any], expected: Mapping[st
             continue
         if key not in attrs:
             raise CacheMismatchError(
-                f"cache {path} has no attribute '{key}' (expected {plain_value(want)!r}), so it is not a cache "
+                f"cache {path} has no attribute '{key}' (expected {plain_value(want)!r}), "
+                "so it is not a cache "
                 "of this kind or was written by another version; delete it to rebuild it."
             )
         found, want = plain_value(attrs[key]), plain_value(want)
@@ -130,7 +131,8 @@ def open_h5(path: str | Path, required: tuple[str, ...], kind: str) -> Any:
     if missing:
         h5.close()
         raise CacheError(
-            f"{kind} cache {path} lacks the dataset '{missing[0]}', so it is not a probelab {kind} cache."
+            f"{kind} cache {path} lacks the dataset '{missing[0]}', "
+            f"so it is not a probelab {kind} cache."
         )
     return h5
 
@@ -172,7 +174,8 @@ def read_image_cache(
         features = np.asarray(h5["features"][()], dtype=np.float32)
     if features.shape != (len(ids), attrs.get("embedding_dim", features.shape[1])):
         raise CacheError(
-            f"image cache {path} is inconsistent: features have shape {features.shape} for {len(ids)} image ids."
+            f"image cache {path} is inconsistent: features have shape {features.shape} "
+            f"for {len(ids)} image ids."
         )
     return ImageCache(
         image_ids=ids[~failed],
@@ -293,7 +296,8 @@ class ResumableImageCache:
                 chunk_file = self._chunk_file(start)
                 if not chunk_file.is_file():
                     raise CacheError(
-                        f"chunk file {chunk_file} is missing; the run did not encode rows from {start}."
+                        f"chunk file {chunk_file} is missing; "
+                        f"the run did not encode rows from {start}."
                     )
                 with np.load(chunk_file) as chunk:
                     stop = start + len(chunk["features"])

@@ -86,24 +86,78 @@ def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> di
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         raise ConfigError(_describe(error))
-    check_consistency(config)
+    check_config(config)
     return config
 
 
-def check_consistency(config: dict[str, Any]) -> None:
-    """Rules across keys that a JSON schema cannot express."""
+def check_config(config: dict[str, Any]) -> None:
+    """Rules across keys that a JSON schema cannot express, checked once after the schema and
+    before any job runs. Raises ConfigError with one sentence naming the key."""
+    _check_split(config)
+    _check_demo(config)
+    _check_prompt_models(config)
+    _check_report(config)
+
+
+def enabled_models(config: dict[str, Any]) -> list[str]:
+    """The configured and enabled probe models, in the report's order."""
+    from probelab.models import MODELS
+
+    configured = config.get("models") or {}
+    return [name for name in MODELS if configured.get(name, {}).get("enabled", False)]
+
+
+def _check_split(config: dict[str, Any]) -> None:
     fractions = config.get("split", {}).get("fractions", {})
     if fractions and config["split"]["method"] == "random":
         total = sum(fractions.values())
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(
-                f"config key 'split.fractions' is invalid: train + val + test must sum to 1, got {total:g}."
+                "config key 'split.fractions' is invalid: train + val + test must sum to 1, "
+                f"got {total:g}."
             )
 
+
+def _check_demo(config: dict[str, Any]) -> None:
     demo = config.get("demo", {})
     if demo.get("rgba_fraction", 0) + demo.get("sixteen_bit_fraction", 0) > 1:
         raise ConfigError(
             "config keys 'demo.rgba_fraction' + 'demo.sixteen_bit_fraction' must not exceed 1."
+        )
+
+
+def _check_prompt_models(config: dict[str, Any]) -> None:
+    """A model that reads prompt embeddings needs every encoder to have a text tower."""
+    from probelab.models import needs_prompts
+
+    for model in enabled_models(config):
+        for encoder, settings in (config.get("encoders") or {}).items():
+            if needs_prompts(model) and not settings.get("text", True):
+                raise ConfigError(
+                    f"encoder '{encoder}' has no text tower, so it cannot feed model '{model}', "
+                    f"which needs prompt embeddings; disable models.{model} or remove that "
+                    "encoder."
+                )
+
+
+def _check_report(config: dict[str, Any]) -> None:
+    report = config.get("report")
+    if not report:
+        return
+    plotted = report["figures"]["learning_curve_metrics"]
+    missing = [metric for metric in plotted if metric not in report["bootstrap"]["metrics"]]
+    if missing:
+        raise ConfigError(
+            "config key 'report.figures.learning_curve_metrics' is invalid: "
+            f"{', '.join(missing)} must also be listed in report.bootstrap.metrics, which gives "
+            "the learning curves their confidence bands."
+        )
+    models = enabled_models(config)
+    reference = report["comparisons"]["reference"]
+    if models and reference not in models:
+        raise ConfigError(
+            f"config key 'report.comparisons.reference' is invalid: model '{reference}' is not "
+            f"run (enabled models: {', '.join(models)}); name one of them."
         )
 
 

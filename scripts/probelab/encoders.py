@@ -39,7 +39,8 @@ def configured_encoder(
     (a build_from encoder's model lives where rule make_demo_encoder wrote it)."""
     if name not in config["encoders"]:
         raise ValueError(
-            f"encoder '{name}' is not in the config's encoders section ({', '.join(config['encoders']) or 'empty'})."
+            f"encoder '{name}' is not in the config's encoders section "
+            f"({', '.join(config['encoders']) or 'empty'})."
         )
     settings = dict(config["encoders"][name])
     if model:
@@ -60,7 +61,8 @@ def pick_device(requested: str) -> str:
         return next(device for device in ("cuda", "mps", "cpu") if available[device])
     if not available.get(requested, False):
         raise EncoderError(
-            f"device '{requested}' was requested but is not available on this machine; use device: auto or cpu."
+            f"device '{requested}' was requested but is not available on this machine; "
+            "use device: auto or cpu."
         )
     return requested
 
@@ -139,12 +141,14 @@ class Encoder(ABC):
             return self._finish(self._image_features(pixels.to(self.device, non_blocking=True)))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Strings -> (len(texts), D) float32 features; refused for an encoder without text tower."""
+        """Strings -> (len(texts), D) float32 features; refused for an encoder without text
+        tower."""
         import torch
 
         if not self.has_text:
             raise EncoderError(
-                f"encoder '{self.name}' has no text tower (config encoders.{self.name}.text is false), "
+                f"encoder '{self.name}' has no text tower "
+                f"(config encoders.{self.name}.text is false), "
                 "so it cannot embed prompts for prompt-fusion or zero-shot models."
             )
         with torch.inference_mode(), self._autocast():
@@ -188,7 +192,8 @@ class TransformersEncoder(Encoder):
     def _text_features(self, texts: list[str]) -> Any:
         if not hasattr(self.model, "get_text_features"):
             raise EncoderError(
-                f"encoder '{self.name}' ({self.model_id}) has no text tower; set encoders.{self.name}.text to false."
+                f"encoder '{self.name}' ({self.model_id}) has no text tower; "
+                f"set encoders.{self.name}.text to false."
             )
         config = self.model.config
         siglip = "siglip" in config.model_type
@@ -277,7 +282,8 @@ def _build_transformers(name: str, settings: dict[str, Any], device: str) -> Tra
     model_ref, remote = settings["model"], settings["trust_remote_code"]
     if settings.get("pretrained"):
         raise EncoderError(
-            f"encoder '{name}': pretrained is for open_clip only; a Transformers checkpoint carries its "
+            f"encoder '{name}': pretrained is for open_clip only; "
+            "a Transformers checkpoint carries its "
             "weights in its folder or hub repository (set pretrained: null)."
         )
     try:
@@ -290,11 +296,13 @@ def _build_transformers(name: str, settings: dict[str, Any], device: str) -> Tra
         )
     except (OSError, ValueError) as error:
         raise EncoderError(
-            f"encoder '{name}': Transformers could not load '{model_ref}' ({_one_line(str(error))})."
+            f"encoder '{name}': Transformers could not load '{model_ref}' "
+            f"({_one_line(str(error))})."
         ) from error
     if not hasattr(model, "get_image_features"):
         raise EncoderError(
-            f"encoder '{name}': {model_ref} is a {type(model).__name__}, not a CLIP- or SigLIP-style model with get_image_features."
+            f"encoder '{name}': {model_ref} is a {type(model).__name__}, "
+            "not a CLIP- or SigLIP-style model with get_image_features."
         )
     model.to(device).eval()
     scale, bias = getattr(model, "logit_scale", None), getattr(model, "logit_bias", None)

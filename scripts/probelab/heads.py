@@ -93,7 +93,8 @@ class TwoBranchConcat(nn.Module):
 
 
 class WeightedSum(nn.Module):
-    """w_img * image + w_prompt * ReLU(Linear(mega-vector)), both weight vectors learned, then an MLP.
+    """w_img * image + w_prompt * ReLU(Linear(mega-vector)), both weight vectors learned, then an
+    MLP.
 
     Because the projected prompt is the same for every image, its weighted contribution acts as a
     learned input offset; the comparison against `baseline_mlp` measures whether that helps.

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 WIDE_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 # Modes with an alpha channel, and what they become once the alpha is applied.
 ALPHA_MODES = {"LA": "L", "La": "L", "RGBA": "RGB", "RGBa": "RGB", "PA": "RGB"}
-# What PIL raises for missing, foreign, truncated or corrupt files (plugins leak zlib/struct errors).
+# What PIL raises for missing, foreign, truncated or corrupt files
+# (plugins leak zlib/struct errors).
 DECODE_ERRORS = (
     OSError,
     UnidentifiedImageError,

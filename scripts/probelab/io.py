@@ -1,4 +1,5 @@
-"""Atomic file writing: a finished result either appears complete under its final name or not at all."""
+"""Atomic file writing: a finished result either appears complete under its final name or not at
+all."""
 
 from __future__ import annotations
 

@@ -54,7 +54,8 @@ class LinearMap:
 
 def _prior_log_odds(column: np.ndarray) -> float:
     """Log-odds of a label the training subset shows only one class of, with add-half smoothing
-    (a logistic regression cannot be fitted to a single class, and 0 or 1 would be overconfident)."""
+    (a logistic regression cannot be fitted to a single class, and 0 or 1 would be
+    overconfident)."""
     positives = float(column.sum())
     return math.log((positives + 0.5) / (len(column) - positives + 0.5))
 

@@ -69,14 +69,16 @@ def tune_thresholds(val_truth: np.ndarray, val_scores: np.ndarray) -> np.ndarray
 
 
 def binarize(scores: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
-    """Predict positive where score >= threshold (a scalar, or one threshold per pathology column)."""
+    """Predict positive where score >= threshold (a scalar, or one threshold per pathology
+    column)."""
     return (scores >= np.asarray(thresholds, dtype=float)).astype(np.int8)
 
 
 def _check_shapes(truth: np.ndarray, scores: np.ndarray) -> None:
     if truth.shape != scores.shape or truth.ndim != 2:
         raise ValueError(
-            f"labels {truth.shape} and scores {scores.shape} must both be N x P arrays of one shape."
+            f"labels {truth.shape} and scores {scores.shape} "
+            "must both be N x P arrays of one shape."
         )
 
 
@@ -89,7 +91,8 @@ def _defined(truth_column: np.ndarray) -> bool:
 def _per_column(
     metric, truth: np.ndarray, scores: np.ndarray, columns: list[int], n: int
 ) -> list[float | None]:
-    """`metric` of each listed column in one scikit-learn call (one input validation), None elsewhere."""
+    """`metric` of each listed column in one scikit-learn call (one input validation), None
+    elsewhere."""
     values: list[float | None] = [None] * n
     if len(columns) == 1:
         values[columns[0]] = float(metric(truth[:, columns[0]], scores[:, columns[0]]))
@@ -154,7 +157,8 @@ def decision_rows(
 
     Exact match and Hamming loss pool all labels of all images, so they carry pathology "micro".
     Precision of a pathology never predicted positive (and recall of one never positive) counts as
-    0, scikit-learn's `zero_division=0` convention, so that macro averages stay over all pathologies.
+    0, scikit-learn's `zero_division=0` convention, so that macro averages stay over all
+    pathologies.
     """
     rows = [
         _row(split, policy, "exact_match", "micro", accuracy_score(truth, predicted)),

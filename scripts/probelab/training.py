@@ -133,7 +133,8 @@ def train_head(
     run_name: str,
     mega_vector: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Build head `model_name`, train it with early stopping on validation loss, restore the best epoch.
+    """Build head `model_name`, train it with early stopping on validation loss, restore the best
+    epoch.
 
     Deterministic for a given seed (and thread count): the seed fixes the initial weights, the
     batch order, the input noise and the dropout masks.
@@ -185,7 +186,8 @@ def train_head(
         ).item()
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(
-                f"run {run_name}: the loss became NaN or infinite at epoch {epoch} (train {train_loss}, "
+                f"run {run_name}: the loss became NaN or infinite at epoch {epoch} "
+                f"(train {train_loss}, "
                 f"val {val_loss}); lower models.{model_name}.lr or check the cached features."
             )
         result.history.append(

@@ -125,7 +125,8 @@ def read_runs(folders: list[str | Path]) -> list[Run]:
     for run in runs:
         if run.key in seen:
             raise RunFolderError(
-                f"{run.folder}/metrics.json describes the same run {run.key} as {seen[run.key]}/metrics.json."
+                f"{run.folder}/metrics.json describes the same run {run.key} "
+                f"as {seen[run.key]}/metrics.json."
             )
         seen[run.key] = run.folder
     return runs
@@ -169,7 +170,8 @@ def history_table(runs: list[Run]) -> pd.DataFrame:
         path = run.folder / "history.csv"
         if not path.exists():
             raise RunFolderError(
-                f"{path} is missing; every run folder needs a history.csv (empty for models without epochs)."
+                f"{path} is missing; every run folder needs a history.csv "
+                "(empty for models without epochs)."
             )
         try:
             history = pd.read_csv(path)

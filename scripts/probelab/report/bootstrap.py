@@ -48,7 +48,8 @@ class PatientResampler:
         ).astype(np.float64)
 
     def blocks(self, positions: np.ndarray) -> Iterator[np.ndarray]:
-        """Weights of the images at `positions` for all resamples, in blocks of shape (block, len)."""
+        """Weights of the images at `positions` for all resamples, in blocks of shape
+        (block, len)."""
         size = max(1, _BLOCK_CELLS // max(1, len(positions)))
         patients = self.patient_index[positions]
         for start in range(0, self.n_resamples, size):
@@ -85,7 +86,8 @@ def _auroc_from_groups(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
 
 def _average_precision_from_groups(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """scikit-learn's step-wise average precision (no interpolation), thresholds from high to low."""
+    """scikit-learn's step-wise average precision (no interpolation), thresholds from high to
+    low."""
     pos, neg = pos[::-1], neg[::-1]
     true_pos = np.cumsum(pos, axis=0)
     predicted = true_pos + np.cumsum(neg, axis=0)

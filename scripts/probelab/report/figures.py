@@ -33,7 +33,8 @@ class FigureInputError(ReportInputError):
 
 
 def _policy_rows(table: pd.DataFrame, metric: str, policy: str) -> pd.DataFrame:
-    """Rows of `metric` under `policy`; a threshold-free metric may be stored under any model policy."""
+    """Rows of `metric` under `policy`; a threshold-free metric may be stored under any model
+    policy."""
     rows = table[(table["metric"] == metric) & table["policy"].isin(MODEL_POLICIES)]
     if metric in THRESHOLD_FREE:
         rows = rows.assign(_rank=(rows["policy"] != policy).astype(int)).sort_values("_rank")
@@ -79,7 +80,8 @@ def learning_curves(
     missing = [m for m in metrics if m not in set(ci["metric"])]
     if missing:
         raise FigureInputError(
-            f"bootstrap_ci.csv has no interval for {', '.join(missing)}; add it to report.bootstrap.metrics."
+            f"bootstrap_ci.csv has no interval for {', '.join(missing)}; "
+            "add it to report.bootstrap.metrics."
         )
     encoders = sorted(macro["encoder"].unique())
     models = model_order(
@@ -156,7 +158,8 @@ def auroc_heatmap(
     policy: str,
     pathologies: list[str],
 ) -> plt.Figure:
-    """Per-pathology test AUROC (mean over seeds) at one size: pathologies x models, one panel per encoder."""
+    """Per-pathology test AUROC (mean over seeds) at one size: pathologies x models, one panel per
+    encoder."""
     apply_theme(settings)
     size = pick_size(by_setting, settings["heatmap_size"], "report.figures.heatmap_size")
     rows = by_setting[(by_setting["split"] == "test") & (by_setting["n"] == size)]
@@ -215,7 +218,8 @@ def precision_recall(
     settings: dict[str, Any],
     policy: str,
 ) -> plt.Figure:
-    """Macro precision vs macro recall per model at one size, with bootstrap CIs and iso-F1 curves."""
+    """Macro precision vs macro recall per model at one size, with bootstrap CIs and iso-F1
+    curves."""
     apply_theme(settings)
     size = pick_size(by_setting, settings["heatmap_size"], "report.figures.heatmap_size")
     macro = overall_test_rows(by_setting[by_setting["n"] == size])
@@ -299,7 +303,8 @@ def training_curves(
     runs = runs[runs["seed"] == seed]
     if runs.empty:
         raise FigureInputError(
-            f"history.csv has no run with seed {seed} at size {size} (report.figures.training_curves)."
+            f"history.csv has no run with seed {seed} at size {size} "
+            "(report.figures.training_curves)."
         )
     encoders = sorted(runs["encoder"].unique())
     models = model_order(runs["model"].unique().tolist(), settings["model_order"])
@@ -331,7 +336,8 @@ def training_curves(
             ax.legend(fontsize="x-small")
     n_train = int(runs["n_train"].max())
     figure.suptitle(
-        f"Training curves of representative runs: {size_label(size, n_train)} training images, seed {seed}"
+        "Training curves of representative runs: "
+        f"{size_label(size, n_train)} training images, seed {seed}"
     )
     figure.tight_layout()
     save_figure(figure, paths, settings["dpi"])

@@ -129,7 +129,8 @@ def evaluate_run(
     positions_of: pd.Series,
     metrics: tuple[str, ...],
 ) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], np.ndarray], frozenset[int]]:
-    """(policy, metric) -> full-sample value and -> resample values (B,); plus the image positions."""
+    """(policy, metric) -> full-sample value and -> resample values (B,); plus the image
+    positions."""
     positions, probs, truth = _read_predictions(run, pathologies, positions_of)
     point: dict[tuple[str, str], float] = {}
     resampled: dict[tuple[str, str], np.ndarray] = {}
@@ -217,7 +218,8 @@ def _comparisons(averaged, images, n_train, settings: BootstrapSettings) -> pd.D
             continue
         if images[reference] != images[(encoder, model, n)]:
             raise RunFolderError(
-                f"{encoder}/{model}/n{n} and {encoder}/{settings.reference}/n{n} were tested on different images; "
+                f"{encoder}/{model}/n{n} and {encoder}/{settings.reference}/n{n} "
+                "were tested on different images; "
                 "a paired comparison needs the same test images."
             )
         for key, (estimate, resampled) in values.items():

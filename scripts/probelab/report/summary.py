@@ -99,12 +99,16 @@ def headline_section(
         )
     resamples = int(ci["resamples"].iloc[0]) if not ci.empty else 0
     confidence = float(ci["confidence"].iloc[0]) if not ci.empty else 0.0
+    thresholds = (
+        "per-pathology thresholds tuned on validation" if policy == "tuned" else "threshold 0.5"
+    )
     text = [
         f"## Headline: test metrics at {_size_text(size, n_train)} training images",
         "",
-        f"Mean over seeds, with its {confidence:.0%} confidence interval from {resamples} bootstrap resamples of "
+        f"Mean over seeds, with its {confidence:.0%} confidence interval "
+        f"from {resamples} bootstrap resamples of "
         f"the test *patients* (seed {report['bootstrap']['seed']}). Thresholded metrics use "
-        f"{'per-pathology thresholds tuned on validation' if policy == 'tuned' else 'threshold 0.5'}. "
+        f"{thresholds}. "
         "Hamming loss: lower is better.",
         "",
         _table(["encoder", "model"] + [METRIC_NAMES[m] for m in metrics] + ["seeds"], rows),
@@ -157,7 +161,10 @@ def comparisons_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> st
     reference = report["comparisons"]["reference"]
     title = f"## Paired comparisons against {reference}"
     if comparisons.empty:
-        return f"{title}\n\nNo comparison: {reference} or the compared models ({', '.join(report['comparisons']['models'])}) were not run."
+        return (
+            f"{title}\n\nNo comparison: {reference} or the compared models "
+            f"({', '.join(report['comparisons']['models'])}) were not run."
+        )
     rows_at = comparisons[comparisons["policy"] == report["policy"]]
     metrics = [m for m in METRIC_NAMES if m in set(rows_at["metric"])]
     rows = []
@@ -179,8 +186,10 @@ def comparisons_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> st
         [
             title,
             "",
-            f"Difference model − {reference} on the same test images (both averaged over seeds), with its "
-            "95 % paired patient-bootstrap interval; ✱ = the interval excludes zero. For Hamming loss a "
+            f"Difference model − {reference} on the same test images "
+            "(both averaged over seeds), with its "
+            "95 % paired patient-bootstrap interval; ✱ = the interval excludes zero. "
+            "For Hamming loss a "
             "negative difference is an improvement. Full table: `comparisons.csv`.",
             "",
             _table(["encoder", "size", "model"] + [f"Δ {METRIC_NAMES[m]}" for m in metrics], rows),
@@ -315,7 +324,8 @@ def provenance_section(config: dict[str, Any], n_runs: int) -> str:
         [
             "## Provenance",
             "",
-            f"Config hash `{config_hash(config)}`: `probelab.config.config_hash` of the validated config (defaults "
+            f"Config hash `{config_hash(config)}`: "
+            "`probelab.config.config_hash` of the validated config (defaults "
             "filled in) without `report.figures`, which only changes how figures look; "
             f"{n_runs} runs aggregated.",
             "",
@@ -341,23 +351,31 @@ def caveats_section(config: dict[str, Any]) -> str:
     lines = [
         "## Caveats",
         "",
-        "- **Label noise.** NIH ChestX-ray14 labels were text-mined from radiology reports, not read from the "
-        "images; independent re-reads disagree with a sizeable share of them, especially for Infiltration, "
-        "Pneumonia and Consolidation. Test metrics measure agreement with these noisy labels, and small "
+        "- **Label noise.** NIH ChestX-ray14 labels were text-mined from radiology reports, "
+        "not read from the "
+        "images; independent re-reads disagree with a sizeable share of them, "
+        "especially for Infiltration, "
+        "Pneumonia and Consolidation. Test metrics measure agreement with these noisy labels, "
+        "and small "
         "differences between models are within that noise.",
-        "- **Patients, not images.** Confidence intervals resample test patients, because images of one patient "
-        "are correlated; they do not cover the variation between training subsets beyond the seeds run.",
+        "- **Patients, not images.** Confidence intervals resample test patients, "
+        "because images of one patient "
+        "are correlated; they do not cover the variation between training subsets "
+        "beyond the seeds run.",
     ]
     flagged = flagged_encoders(config.get("encoders", {}) or {}, caveats)
     if flagged:
         lines.append(
-            f"- **Possible overlap with NIH in pretraining.** {', '.join(flagged)}: the pretraining data of these "
-            "encoders may include NIH ChestX-ray14 images (or other chest X-ray collections derived from it), "
+            "- **Possible overlap with NIH in pretraining.** "
+            f"{', '.join(flagged)}: the pretraining data of these "
+            "encoders may include NIH ChestX-ray14 images "
+            "(or other chest X-ray collections derived from it), "
             "possibly including this test split, which would inflate their scores."
         )
     if config.get("demo", {}).get("enabled"):
         lines.append(
-            "- **Demo data.** This run uses the synthetic demo cohort and encoders with seeded random weights: "
+            "- **Demo data.** This run uses the synthetic demo cohort "
+            "and encoders with seeded random weights: "
             "the numbers exercise the workflow and are not findings."
         )
     lines += [f"- {note}" for note in caveats["notes"]]
@@ -382,8 +400,10 @@ def write_summary_text(
     parts = [
         f"# probelab report: {config['cohort']}",
         "",
-        f"Config hash `{config_hash(config)}` (figure settings excluded). How to read this report: `docs/report.md` in the repository. "
-        "Tables: `metrics.csv` (every run), `summary_by_setting.csv` (over seeds), `bootstrap_ci.csv`, `comparisons.csv`.",
+        f"Config hash `{config_hash(config)}` (figure settings excluded). "
+        "How to read this report: `docs/report.md` in the repository. "
+        "Tables: `metrics.csv` (every run), `summary_by_setting.csv` (over seeds), "
+        "`bootstrap_ci.csv`, `comparisons.csv`.",
         headline_section(ci, by_setting, report, order),
         sizes_section(ci, order),
         comparisons_section(comparisons, report),

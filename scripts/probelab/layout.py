@@ -1,0 +1,170 @@
+"""Where every output of the workflow lives: the one place that builds result paths.
+
+The rules ask it for their inputs and outputs, the step scripts' shell entry points for their
+default paths, and the tests for the files to look at. A method called with a wildcard such as
+"{encoder}" returns the rule's path template. File formats: docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+RESULTS = "results"
+
+# What one probe run writes into its folder.
+RUN_FILES = (
+    "metrics.json",
+    "predictions_val.parquet",
+    "predictions_test.parquet",
+    "history.csv",
+    "model.pt",
+)
+
+# The report's tables, by the key that rules and scripts use, and their file names.
+REPORT_TABLES = {
+    "metrics": "metrics.csv",
+    "by_setting": "summary_by_setting.csv",
+    "history": "history.csv",
+    "ci": "bootstrap_ci.csv",
+    "comparisons": "comparisons.csv",
+    "sentiment": "sentiment.csv",
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A report figure: the aggregated tables it is drawn from (never run folders) and its
+    title in the Snakemake report."""
+
+    tables: tuple[str, ...]
+    title: str
+
+
+FIGURES = {
+    "learning_curves": Figure(("by_setting", "ci"), "learning curves"),
+    "auroc_heatmap": Figure(("by_setting",), "AUROC heatmap"),
+    "precision_recall": Figure(("by_setting", "ci"), "precision vs recall"),
+    "training_curves": Figure(("history",), "training curves"),
+    "sentiment_comparison": Figure(("sentiment",), "sentiment: SVM vs fine-tuning"),
+}
+SENTIMENT_FIGURE = "sentiment_comparison"
+SUMMARY = "summary.md"
+
+
+@dataclass(frozen=True)
+class CohortLayout:
+    """The CXR track's outputs for one cohort, under results/{cohort}/."""
+
+    cohort: str
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> CohortLayout:
+        return cls(config["cohort"])
+
+    @property
+    def root(self) -> str:
+        return f"{RESULTS}/{self.cohort}"
+
+    @property
+    def logs(self) -> str:
+        return f"{self.root}/logs"
+
+    @property
+    def benchmarks(self) -> str:
+        return f"{self.root}/benchmarks"
+
+    @property
+    def index(self) -> str:
+        return f"{self.root}/index.parquet"
+
+    @property
+    def index_counts(self) -> str:
+        return f"{self.root}/index_counts.json"
+
+    @property
+    def split(self) -> str:
+        return f"{self.root}/split.parquet"
+
+    def subset(self, n: str | int, seed: str | int) -> str:
+        return f"{self.root}/subsets/n{n}/seed{seed}.txt"
+
+    def built_encoder(self, encoder: str) -> str:
+        """The model folder that rule make_demo_encoder writes for a build_from encoder."""
+        return f"{self.root}/encoders/{encoder}"
+
+    def image_cache(self, encoder: str) -> str:
+        return f"{self.root}/embeddings/{encoder}.h5"
+
+    def prompt_cache(self, encoder: str) -> str:
+        return f"{self.root}/prompts/{encoder}.h5"
+
+    def run_dir(self, encoder: str, model: str, n: str | int, seed: str | int) -> str:
+        return f"{self.root}/runs/{encoder}/{model}/n{n}/seed{seed}"
+
+    def run_file(self, encoder: str, model: str, n: str | int, seed: str | int, name: str) -> str:
+        return f"{self.run_dir(encoder, model, n, seed)}/{name}"
+
+    @property
+    def report(self) -> str:
+        return f"{self.root}/report"
+
+    def report_table(self, key: str) -> str:
+        return f"{self.report}/{REPORT_TABLES[key]}"
+
+    def figure_files(self, name: str, formats: list[str]) -> list[str]:
+        """The files of one figure, one per format."""
+        return [f"{self.report}/{name}.{kind}" for kind in formats]
+
+    @property
+    def summary(self) -> str:
+        return f"{self.report}/{SUMMARY}"
+
+
+@dataclass(frozen=True)
+class SentimentLayout:
+    """The sentiment track's outputs for one data set, under results/sentiment/{dataset}/."""
+
+    dataset: str
+
+    @classmethod
+    def of(cls, sentiment: dict[str, Any]) -> SentimentLayout:
+        return cls(sentiment["dataset"])
+
+    @property
+    def root(self) -> str:
+        return f"{RESULTS}/sentiment/{self.dataset}"
+
+    @property
+    def logs(self) -> str:
+        return f"{self.root}/logs"
+
+    @property
+    def benchmarks(self) -> str:
+        return f"{self.root}/benchmarks"
+
+    @property
+    def demo_folder(self) -> str:
+        """Where rule sentiment_demo_data writes the generated reviews."""
+        return f"{self.root}/data"
+
+    @property
+    def explore_json(self) -> str:
+        return f"{self.root}/explore/explore.json"
+
+    @property
+    def explore_figure(self) -> str:
+        return f"{self.root}/explore/lengths.png"
+
+    def inspect(self, model: str) -> str:
+        return f"{self.root}/inspect/{model}.json"
+
+    def features(self, model: str) -> str:
+        return f"{self.root}/features/{model}.h5"
+
+    def method_file(self, method: str, model: str, name: str) -> str:
+        """A file of one method ("svm" or "finetune") on one encoder."""
+        return f"{self.root}/{method}/{model}/{name}"
+
+    def metrics(self, method: str, model: str) -> str:
+        return self.method_file(method, model, "metrics.json")
