@@ -8,7 +8,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from probelab.config import validate_config  # noqa: E402
+from probelab.config import check_paths, validate_config  # noqa: E402
 
 # A config given with --configfile replaces the default demo config rather than being merged into
 # it: merging would silently keep the demo's encoders and models in a real run.
@@ -18,6 +18,7 @@ if not workflow.config_settings.configfiles:
 
 
 validate_config(config)
+check_paths(config)
 
 
 include: "rules/common.smk"

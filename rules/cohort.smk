@@ -29,7 +29,7 @@ if config["demo"]["enabled"]:
 
 rule index_images:
     input:
-        data_root(),
+        **index_inputs(),
     output:
         index=PATHS.index,
         counts=PATHS.index_counts,

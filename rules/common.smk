@@ -4,7 +4,9 @@
 import re
 from pathlib import Path
 
+from probelab.cohort import data_manifest
 from probelab.config import enabled_models
+from probelab.fingerprint import write_if_changed
 from probelab.layout import FIGURES, RUN_FILES, CohortLayout, SentimentLayout
 from probelab.models import needs_prompts
 from probelab.report.settings import (
@@ -43,6 +45,18 @@ def one_of(names: list[str]) -> str:
 
 def data_root() -> str:
     return config["data"]["root"]
+
+
+def index_inputs() -> dict[str, str]:
+    """What the index is built from. A generated demo cohort is one directory output. A real
+    data folder is represented by its manifest (label table, lists, image names, sizes and
+    mtimes), rewritten here only when it changed: editing the label table in place or adding an
+    image anywhere under data.image_dirs then reruns the index, and nothing else does."""
+    if config["demo"]["enabled"]:
+        return {"data": data_root()}
+    if workflow.is_main_process:
+        write_if_changed(PATHS.data_manifest, data_manifest(config["data"]))
+    return {"manifest": PATHS.data_manifest}
 
 
 def subset_sizes() -> list[str]:

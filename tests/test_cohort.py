@@ -214,3 +214,77 @@ def test_real_nih_sample_index():
     assert "RGBA" in modes and "L" in modes
     assert sum(counts.positives.values()) > 0
     assert np.isin(index[NIH14].to_numpy(), [0, 1]).all()
+
+
+# ---------------------------------------------------------------- labels nothing is lost from
+
+
+def _relabel(table_path: Path, image_ids: list[str], labels: str) -> None:
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    table.loc[table["Image Index"].isin(image_ids), "Finding Labels"] = labels
+    table.to_csv(table_path, index=False)
+
+
+def test_misspelt_label_is_refused_with_its_row(nih_cohort):
+    table_path = nih_cohort / "Data_Entry_2017_v2020.csv"
+    table = pd.read_csv(table_path, dtype=str)
+    effusion = table.loc[table["Finding Labels"] == "Effusion", "Image Index"].tolist()[:3]
+    _relabel(table_path, effusion, "Efusion")
+    row = int(table.index[table["Image Index"] == effusion[0]][0]) + 2
+    with pytest.raises(
+        CohortError,
+        match=rf"row {row}: label 'Efusion' \(3 row\(s\)\) is not a configured pathology or "
+        r"'No Finding'; did you mean 'Effusion'\?",
+    ):
+        build_index(nih_cohort, PATHOLOGIES)
+
+
+def test_label_outside_nih_vocabulary_is_refused(nih_cohort):
+    table_path = nih_cohort / "Data_Entry_2017_v2020.csv"
+    first = pd.read_csv(table_path, dtype=str)["Image Index"].tolist()[:1]
+    _relabel(table_path, first, "Cardiomegaly|COVID-19")
+    with pytest.raises(CohortError, match=r"label 'COVID-19' .* it is not a NIH finding label"):
+        build_index(nih_cohort, PATHOLOGIES)
+
+
+def test_unconfigured_nih_labels_are_counted_not_dropped_silently(nih_cohort, caplog):
+    index, counts = build_index(nih_cohort, ["Cardiomegaly", "Effusion"])
+    table = pd.read_csv(nih_cohort / "Data_Entry_2017_v2020.csv", dtype=str)
+    nodules = int(table["Finding Labels"].str.split("|").map(lambda s: "Nodule" in s).sum())
+    assert counts.unconfigured_labels == {"Nodule": nodules} and nodules > 0
+    assert "labels not in config key 'pathologies' are ignored: Nodule" in caplog.text
+
+
+def test_csv_labels_outside_the_config_are_counted(tmp_path):
+    columns = _csv_cohort(tmp_path, "pipe")
+    table = pd.read_csv(tmp_path / "labels.csv")
+    table.loc[0, "findings"] = "Cardiomegaly|Tuberculosis"
+    table.to_csv(tmp_path / "labels.csv", index=False)
+    _, counts = build_index(
+        tmp_path, PATHOLOGIES, fmt="csv", label_table="labels.csv", csv_columns=columns
+    )
+    assert counts.unconfigured_labels == {"Tuberculosis": 1}
+
+
+# ----------------------------------------------------------- paths confined to the data root
+
+
+@pytest.mark.parametrize(
+    "listed, problem",
+    [
+        ("../../../../etc/passwd", "is outside the data root"),
+        ("/etc/shadow", "is outside the data root"),
+        ("img/../../outside.png", "is outside the data root"),
+        ("img/notes.txt", "does not end in one of the image extensions"),
+    ],
+)
+def test_csv_paths_must_stay_inside_the_data_root(tmp_path, listed, problem):
+    root = tmp_path / "cohort"
+    root.mkdir()
+    columns = _csv_cohort(root, "pipe")
+    table = pd.read_csv(root / "labels.csv")
+    table.loc[3, "file"] = listed
+    table.to_csv(root / "labels.csv", index=False)
+    (root / "img" / "notes.txt").write_text("not an image")
+    with pytest.raises(CohortError, match=rf"labels.csv row 5: image path '{listed}' {problem}"):
+        build_index(root, PATHOLOGIES, fmt="csv", label_table="labels.csv", csv_columns=columns)

@@ -57,7 +57,7 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_subset_larger_than_training_split_is_reported_at_dag_time(tmp_path):
+def test_subset_larger_than_training_split_is_refused_before_it_is_written(tmp_path):
     assert run_snakemake(tmp_path, "cohort", configfile=cohort_config(tmp_path)).returncode == 0
     result = run_snakemake(
         tmp_path,

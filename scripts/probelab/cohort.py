@@ -9,16 +9,19 @@ Two label-table formats are read:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from probelab.fingerprint import content_digest, digest
 from probelab.io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,26 @@ NIH_FOLLOW_UP, NIH_VIEW, NIH_AGE, NIH_SEX = (
     "Patient Gender",
 )
 INDEX_COLUMNS = ["image_id", "path", "patient_id", "view", "follow_up", "age", "sex"]
+# Every finding label of NIH ChestX-ray14; anything else in a NIH table is a typo or not NIH.
+NIH_FINDINGS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
+# How close (difflib ratio) an unconfigured label must be to a configured one to be taken for a
+# misspelling of it ("Efusion" vs "Effusion" is 0.93; "Mass" vs "Hernia" is 0.2).
+MISSPELLING_CUTOFF = 0.85
 
 
 class CohortError(ValueError):
@@ -60,6 +83,10 @@ class IndexCounts:
     no_finding: int
     views: dict[str, int] = field(default_factory=dict)
     dropped_by_view: int = 0
+    # labels of the table that are not configured pathologies: label -> rows (all listed rows)
+    unconfigured_labels: dict[str, int] = field(default_factory=dict)
+    # probelab.cohort.data_manifest digest of the data the index was built from
+    data_fingerprint: str = ""
 
 
 def _require_columns(table: pd.DataFrame, columns: list[str], path: Path) -> None:
@@ -93,10 +120,23 @@ def parse_age(value: Any) -> float:
 
 
 def _split_labels(
-    labels: pd.Series, separator: str, pathologies: list[str], no_finding: str, path: Path
-) -> pd.DataFrame:
+    labels: pd.Series,
+    separator: str,
+    pathologies: list[str],
+    no_finding: str,
+    path: Path,
+    vocabulary: tuple[str, ...] | None = None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Multi-hot columns of the configured pathologies, and the count of every other label.
+
+    A label that is not configured is refused when it cannot be a real label: outside the
+    `vocabulary` of the format (NIH's 14 findings), or so close to a configured name that it is
+    most likely a misspelling of it; otherwise it is counted, so that nothing is dropped without
+    a word.
+    """
     tokens = labels.fillna("").astype(str).str.split(separator, regex=False)
-    seen = Counter(t.strip() for row in tokens for t in row if t.strip())
+    sets = tokens.map(lambda row: {t.strip() for t in row if t.strip()})
+    seen = Counter(label for row in sets for label in row)
     seen.pop(no_finding, None)
     unknown = [p for p in pathologies if p not in seen]
     if unknown and len(unknown) == len(pathologies):
@@ -109,14 +149,35 @@ def _split_labels(
             f"pathology {unknown[0]!r} in config key 'pathologies' does not occur in label table "
             f"{path}; labels found there: {', '.join(sorted(seen))}."
         )
-    sets = tokens.map(lambda row: {t.strip() for t in row})
-    return pd.DataFrame({p: sets.map(lambda s, p=p: p in s).astype("int8") for p in pathologies})
+    others = {label: n for label, n in sorted(seen.items()) if label not in pathologies}
+    for label, n in others.items():
+        close = difflib.get_close_matches(
+            label, [*pathologies, no_finding], n=1, cutoff=MISSPELLING_CUTOFF
+        )
+        foreign = vocabulary is not None and label not in vocabulary
+        if close or foreign:
+            row = int(sets.map(lambda s, label=label: label in s).to_numpy().argmax())
+            hint = f"did you mean {close[0]!r}?" if close else "it is not a NIH finding label."
+            raise CohortError(
+                f"label table {path} row {row + 2}: label {label!r} ({n} row(s)) is not a "
+                f"configured pathology or {no_finding!r}; {hint} Fix the table or the config "
+                "key 'pathologies'."
+            )
+    if others:
+        log.warning(
+            "label table %s: labels not in config key 'pathologies' are ignored: %s",
+            path,
+            ", ".join(f"{label} ({n} rows)" for label, n in others.items()),
+        )
+    columns = {p: sets.map(lambda s, p=p: p in s).astype("int8") for p in pathologies}
+    return pd.DataFrame(columns), others
 
 
 def read_nih_table(
     path: Path, pathologies: list[str], no_finding: str = "No Finding"
-) -> pd.DataFrame:
-    """Read a NIH label table (2017 or v2020) into index columns, paths not yet resolved."""
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Read a NIH label table (2017 or v2020) into index columns, paths not yet resolved; also
+    the count of each NIH label that is not configured."""
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table.columns = [c.strip() for c in table.columns]
     table = table.loc[:, [c for c in table.columns if c and not c.startswith("Unnamed")]]
@@ -134,14 +195,17 @@ def read_nih_table(
             "sex": table[NIH_SEX].str.strip() if NIH_SEX in table else "",
         }
     )
-    labels = _split_labels(table[NIH_LABELS], "|", pathologies, no_finding, path)
-    return pd.concat([out, labels], axis=1)
+    labels, others = _split_labels(
+        table[NIH_LABELS], "|", pathologies, no_finding, path, vocabulary=NIH_FINDINGS
+    )
+    return pd.concat([out, labels], axis=1), others
 
 
 def read_csv_table(
     path: Path, pathologies: list[str], columns: CsvColumns, no_finding: str = "No Finding"
-) -> pd.DataFrame:
-    """Read a generic cohort CSV: one row per image, a path column, labels as configured."""
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Read a generic cohort CSV: one row per image, a path column, labels as configured; also
+    the count of each label that is not configured."""
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table.columns = [c.strip() for c in table.columns]
     needed = [columns.path_column, columns.patient_column]
@@ -167,8 +231,9 @@ def read_csv_table(
             "sex": "",
         }
     )
+    others: dict[str, int] = {}
     if columns.label_mode == "pipe":
-        labels = _split_labels(
+        labels, others = _split_labels(
             table[columns.label_column], columns.label_separator, pathologies, no_finding, path
         )
     else:
@@ -183,34 +248,92 @@ def read_csv_table(
                     f"expected 0 or 1, got {values[row]!r}."
                 )
             labels[p] = values.astype("int8")
-    return pd.concat([out, labels], axis=1)
+    return pd.concat([out, labels], axis=1), others
 
 
-def find_images(root: Path, image_dirs: list[str], extensions: list[str]) -> dict[str, str]:
-    """Map file name -> path for every image under root/image_dirs at any depth."""
+def image_files(root: Path, image_dirs: list[str], extensions: list[str]) -> Iterator[str]:
+    """Every file with an image extension under root/image_dirs, at any depth."""
     suffixes = {e.lower() for e in extensions}
-    found: dict[str, str] = {}
     for folder in image_dirs:
         base = root / folder
         if not base.is_dir():
             raise CohortError(f"image folder {base} (config key 'data.image_dirs') does not exist.")
         for dirpath, _, files in os.walk(base, followlinks=True):
-            for name in files:
-                if Path(name).suffix.lower() not in suffixes:
-                    continue
-                path = os.path.join(dirpath, name)
-                if name in found and os.path.realpath(found[name]) != os.path.realpath(path):
-                    raise CohortError(
-                        f"image id {name!r} is on disk twice: {found[name]} and {path}; "
-                        "image file names must be unique under data.image_dirs."
-                    )
-                found[name] = path
+            for name in sorted(files):
+                if Path(name).suffix.lower() in suffixes:
+                    yield os.path.join(dirpath, name)
+
+
+def find_images(root: Path, image_dirs: list[str], extensions: list[str]) -> dict[str, str]:
+    """Map file name -> path for every image under root/image_dirs at any depth."""
+    found: dict[str, str] = {}
+    for path in image_files(root, image_dirs, extensions):
+        name = os.path.basename(path)
+        if name in found and os.path.realpath(found[name]) != os.path.realpath(path):
+            raise CohortError(
+                f"image id {name!r} is on disk twice: {found[name]} and {path}; "
+                "image file names must be unique under data.image_dirs."
+            )
+        found[name] = path
     if not found:
         raise CohortError(
-            f"no image files ({', '.join(sorted(suffixes))}) found under "
+            f"no image files ({', '.join(sorted(extensions))}) found under "
             f"{', '.join(str(root / d) for d in image_dirs)}."
         )
     return found
+
+
+def data_manifest(data: dict[str, Any]) -> dict[str, Any]:
+    """What the index is built from, cheaply: the content digests of the label table and the
+    official lists, and a digest of every image file's name, size and modification time.
+
+    The workflow rewrites results/{cohort}/data_manifest.json only when this changes, so an
+    edited label table or an added, removed or replaced image reruns the index (and what
+    depends on it) while an unchanged data folder stays a no-op.
+    """
+    root = Path(data["root"])
+    files = {
+        key: content_digest(root / data[key])
+        for key in ("label_table", "train_val_list", "test_list")
+        if (root / data[key]).is_file()
+    }
+    listing = hashlib.sha256()
+    count = 0
+    for path in image_files(root, data["image_dirs"], data["extensions"]):
+        stat = os.stat(path)
+        relative = os.path.relpath(path, root)
+        listing.update(f"{relative}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        count += 1
+    settings = {key: data[key] for key in sorted(data) if key != "root"}
+    return {
+        "root": str(root),
+        "settings": settings,
+        "files": files,
+        "images": {"count": count, "listing": listing.hexdigest()[:16]},
+    }
+
+
+def _confined_paths(listed: pd.Series, root: Path, extensions: list[str], table: Path) -> pd.Series:
+    """Listed image paths resolved against the data root, refusing any that is absolute, leaves
+    the root or lacks an image extension (one sentence naming the row)."""
+    base = os.path.abspath(root)
+    suffixes = {e.lower() for e in extensions}
+    resolved = []
+    for row, listed_path in enumerate(listed):
+        inside = os.path.normpath(os.path.join(base, listed_path)).startswith(base + os.sep)
+        if os.path.isabs(listed_path) or not inside:
+            raise CohortError(
+                f"label table {table} row {row + 2}: image path {listed_path!r} is outside the "
+                f"data root {root}; paths must be relative to data.root and stay inside it."
+            )
+        if Path(listed_path).suffix.lower() not in suffixes:
+            raise CohortError(
+                f"label table {table} row {row + 2}: image path {listed_path!r} does not end in "
+                "one of the image extensions of config key 'data.extensions' "
+                f"({', '.join(sorted(suffixes))})."
+            )
+        resolved.append(os.path.normpath(root / listed_path))
+    return pd.Series(resolved, index=listed.index)
 
 
 def build_index(
@@ -238,13 +361,15 @@ def build_index(
         )
     extensions = extensions or [".png", ".jpg", ".jpeg"]
     if fmt == "nih":
-        table = read_nih_table(table_path, pathologies, no_finding)
+        table, others = read_nih_table(table_path, pathologies, no_finding)
         on_disk = find_images(root, image_dirs or ["."], extensions)
         table["path"] = table["image_id"].map(on_disk)
         unlisted = len(set(on_disk) - set(table["image_id"]))
     elif fmt == "csv":
-        table = read_csv_table(table_path, pathologies, csv_columns or CsvColumns(), no_finding)
-        resolved = table.pop("listed_path").map(lambda p: p if os.path.isabs(p) else str(root / p))
+        table, others = read_csv_table(
+            table_path, pathologies, csv_columns or CsvColumns(), no_finding
+        )
+        resolved = _confined_paths(table.pop("listed_path"), root, extensions, table_path)
         table["path"] = resolved.where(resolved.map(os.path.isfile))
         unlisted = 0
         if table["path"].isna().all():
@@ -280,6 +405,7 @@ def build_index(
         no_finding=int((index[list(pathologies)].sum(axis=1) == 0).sum()),
         views={str(k): int(v) for k, v in index["view"].value_counts().sort_index().items()},
         dropped_by_view=len(present) - len(kept),
+        unconfigured_labels=others,
     )
     log.info("index: %d listed, %d present, %d kept", counts.listed, counts.present, len(index))
     return index, counts
@@ -289,6 +415,7 @@ def index_images(
     data: dict[str, Any], pathologies: list[str], no_finding: str, out_index: Path, out_counts: Path
 ) -> IndexCounts:
     """Build the index from the config's `data` section and write it with its counts."""
+    manifest = data_manifest(data)
     index, counts = build_index(
         Path(data["root"]),
         pathologies,
@@ -300,6 +427,7 @@ def index_images(
         csv_columns=CsvColumns(**data["csv"]),
         no_finding=no_finding,
     )
+    counts.data_fingerprint = digest(manifest)
     write_parquet(out_index, index)
     write_json(out_counts, asdict(counts))
     log.info(

@@ -15,6 +15,8 @@ from referencing import Registry, Resource
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 MAIN_SCHEMA = "config.schema.yaml"
+# Config mappings whose key order means something (the order encoders appear in the report).
+ORDERED_MAPPINGS = ("encoders",)
 
 
 class ConfigError(ValueError):
@@ -87,7 +89,20 @@ def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> di
     if error is not None:
         raise ConfigError(_describe(error))
     check_config(config)
+    _sort_keys_in_place(config)
     return config
+
+
+def _sort_keys_in_place(mapping: dict[str, Any], path: str = "") -> None:
+    """Sort every mapping's keys, in place, so that the same settings written in another order
+    give identical rule params (Snakemake compares params by their repr, which follows key
+    order). The encoders keep the config's order: it is the report's order."""
+    items = list(mapping.items()) if path in ORDERED_MAPPINGS else sorted(mapping.items())
+    mapping.clear()
+    for key, value in items:
+        if isinstance(value, dict):
+            _sort_keys_in_place(value, f"{path}.{key}" if path else key)
+        mapping[key] = value
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -97,6 +112,19 @@ def check_config(config: dict[str, Any]) -> None:
     _check_demo(config)
     _check_prompt_models(config)
     _check_report(config)
+
+
+def check_paths(config: dict[str, Any]) -> None:
+    """The checks that look at the file system, before any job runs: a real cohort's data
+    folder exists (a demo cohort's is written by the workflow)."""
+    if config.get("demo", {}).get("enabled"):
+        return
+    root = Path(config["data"]["root"])
+    if not root.is_dir():
+        raise ConfigError(
+            f"config key 'data.root' is {str(root)!r}, which is not a folder (relative paths are "
+            f"read from the working directory {Path.cwd()}); point it at the data set."
+        )
 
 
 def enabled_models(config: dict[str, Any]) -> list[str]:

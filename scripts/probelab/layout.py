@@ -75,6 +75,12 @@ class CohortLayout:
         return f"{self.root}/benchmarks"
 
     @property
+    def data_manifest(self) -> str:
+        """What the index was built from (probelab.cohort.data_manifest); rewritten while the
+        DAG is built, only when the data changed."""
+        return f"{self.root}/data_manifest.json"
+
+    @property
     def index(self) -> str:
         return f"{self.root}/index.parquet"
 
