@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -108,7 +109,9 @@ def test_label_outside_0_1_names_file_and_row(tmp_path: Path):
     ]
     three_splits(tmp_path, rows)
     with pytest.raises(
-        SentimentDataError, match=r"train\.jsonl row 3 has label 2 in column 'label'; expected 0"
+        SentimentDataError,
+        match=r"train\.jsonl line 3 has label 2 in column 'label'; expected 0 \(negative\) or 1 "
+        r"\(positive\)\.$",
     ):
         load_splits(local_data(tmp_path), tmp_path)
 
@@ -126,7 +129,7 @@ def test_empty_text_names_file_and_row(tmp_path: Path):
     three_splits(tmp_path, [{"text": "fine", "label": 1}, {"text": "   ", "label": 0}])
     with pytest.raises(
         SentimentDataError,
-        match=r"train\.jsonl row 2 has an empty or missing text in column 'text'",
+        match=r"train\.jsonl line 2 has an empty or missing text in column 'text'\.$",
     ):
         load_splits(local_data(tmp_path), tmp_path)
 
@@ -158,6 +161,203 @@ def test_data_hash_follows_texts_and_labels(tmp_path: Path):
     rows[0]["label"] = 1
     three_splits(tmp_path, rows)
     assert data_hash(load_splits(local_data(tmp_path), tmp_path)) != first
+
+
+def bad_train_file(folder: Path, content: bytes, name: str = "train.jsonl") -> Path:
+    """Good validation and test files, and a train file of exactly these bytes."""
+    three_splits(folder, review_rows(4))
+    (folder / "train.jsonl").unlink()
+    path = folder / name
+    path.write_bytes(content)
+    return path
+
+
+def refusal(folder: Path, **config: Any) -> str:
+    with pytest.raises(SentimentDataError) as caught:
+        load_splits({**local_data(folder), **config}, folder)
+    return str(caught.value)
+
+
+def test_invalid_utf8_names_file_line_byte_and_position(tmp_path: Path):
+    # line 3 was saved as latin-1: "é" is the single byte 0xe9
+    content = (
+        b'{"text": "good", "label": 1}\n{"text": "bad", "label": 0}\n'
+        b'{"text": "caf\xe9 food", "label": 1}\n'
+    )
+    path = bad_train_file(tmp_path, content)
+    assert refusal(tmp_path) == (
+        f"file {path} line 3: not valid UTF-8 (byte 0xe9 at position 14 of the line); "
+        "save the file as UTF-8."
+    )
+
+
+def test_malformed_json_line_names_file_line_and_json_error(tmp_path: Path):
+    content = b'{"text": "good", "label": 1}\n\n{"text": "bad", "label": 0\n'
+    path = bad_train_file(tmp_path, content)
+    # the blank line 2 is skipped but counted: the broken object is on line 3
+    assert refusal(tmp_path) == (
+        f"file {path} line 3: not a JSON object (Expecting ',' delimiter at column 27); "
+        'expected one {"text": ..., "label": ...} per line.'
+    )
+
+
+def test_json_line_that_is_not_an_object_names_what_it_is(tmp_path: Path):
+    folder = tmp_path / "data"
+    path = bad_train_file(folder, b'{"text": "good", "label": 1}\n["bad", 0]\n')
+    message = refusal(folder, text_column="review", label_column="stars")
+    assert message == (
+        f"file {path} line 2: not a JSON object (found an array); "
+        'expected one {"review": ..., "stars": ...} per line.'
+    )
+
+
+@pytest.mark.parametrize("content", [b"", b"\n  \n\r\n"], ids=["empty", "blank-lines"])
+def test_empty_file_holds_no_reviews(tmp_path: Path, content: bytes):
+    path = bad_train_file(tmp_path, content)
+    assert refusal(tmp_path) == (
+        f"file {path} holds no reviews; expected one JSON object per line."
+    )
+
+
+def test_line_without_label_names_file_line_and_column(tmp_path: Path):
+    path = bad_train_file(tmp_path, b'{"text": "good", "label": 1}\n{"text": "bad"}\n')
+    assert refusal(tmp_path) == (
+        f"file {path} line 2 has no label in column 'label'; expected 0 (negative) or 1 (positive)."
+    )
+
+
+def test_line_without_text_names_file_line_and_column(tmp_path: Path):
+    path = bad_train_file(tmp_path, b'{"text": "good", "label": 1}\n{"label": 0}\n')
+    assert refusal(tmp_path) == (
+        f"file {path} line 2 has an empty or missing text in column 'text'."
+    )
+
+
+def test_label_outside_the_set_names_the_configured_label_names(tmp_path: Path):
+    path = bad_train_file(
+        tmp_path, b'{"text": "good", "label": 1}\n{"text": "bad", "label": "0"}\n'
+    )
+    assert refusal(tmp_path, label_names=["bad", "good"]) == (
+        f"file {path} line 2 has label '0' in column 'label'; expected 0 (bad) or 1 (good)."
+    )
+
+
+def test_texts_with_u0085_u2028_and_a_bom_are_read_intact(tmp_path: Path):
+    texts = ["first\x85half , good", "a\u2028b , bad", "plain , good", "x\r\ny , bad"]
+    lines = [
+        json.dumps({"text": t, "label": 1 - i % 2}, ensure_ascii=False) for i, t in enumerate(texts)
+    ]
+    bad_train_file(tmp_path, ("\ufeff" + "\n".join(lines) + "\n").encode())
+    splits = load_splits(local_data(tmp_path), tmp_path)
+    assert list(splits["train"]["text"]) == texts
+    assert list(splits["train"]["label"]) == [1, 0, 1, 0]
+
+
+def test_json_array_file_still_loads_and_its_errors_name_the_line(tmp_path: Path):
+    for split in ("train", "validation", "test"):
+        (tmp_path / f"{split}.json").write_text(json.dumps(review_rows(4), indent=1))
+    assert len(load_splits(local_data(tmp_path), tmp_path)["train"]) == 4
+    path = tmp_path / "train.json"
+    path.write_text('[\n {"text": "good", "label": 1},\n {"text": "bad" "label": 0}\n]\n')
+    assert refusal(tmp_path) == (
+        f"file {path} line 3: not valid JSON (Expecting ',' delimiter at column 17); "
+        'expected an array of {"text": ..., "label": ...} objects.'
+    )
+
+
+def csv_splits(folder: Path, train: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("validation", "test"):
+        pd.DataFrame(review_rows(4)).to_csv(folder / f"{split}.csv", index=False)
+    (folder / "train.csv").write_bytes(train)
+    return folder / "train.csv"
+
+
+def test_csv_invalid_utf8_and_empty_file_are_named(tmp_path: Path):
+    path = csv_splits(tmp_path, b'text,label\n"good",1\n"na\xefve",0\n')
+    assert refusal(tmp_path) == (
+        f"file {path} line 3: not valid UTF-8 (byte 0xef at position 4 of the line); "
+        "save the file as UTF-8."
+    )
+    path.write_bytes(b"\n")
+    assert refusal(tmp_path) == (
+        f"file {path} holds no reviews; expected a header line, then one review per row."
+    )
+
+
+def test_csv_reviews_reading_na_or_null_stay_texts(tmp_path: Path):
+    csv_splits(tmp_path, b'text,label\nNA,1\nnull,0\n"fine, really",1\n')
+    splits = load_splits(local_data(tmp_path), tmp_path)
+    assert list(splits["train"]["text"]) == ["NA", "null", "fine, really"]
+    path = csv_splits(tmp_path, b"text,label\ngood,1\nbad,\n")
+    assert refusal(tmp_path) == (
+        f"file {path} row 2 has no label in column 'label'; expected 0 (negative) or 1 (positive)."
+    )
+
+
+def test_unreadable_parquet_names_the_cause_not_the_generic_datasets_error(tmp_path: Path):
+    for split in ("train", "validation", "test"):
+        pd.DataFrame(review_rows(4)).to_parquet(tmp_path / f"{split}.parquet", index=False)
+    (tmp_path / "train.parquet").write_bytes(b"not parquet at all")
+    message = refusal(tmp_path)
+    assert message.startswith(f"could not read sentiment split file {tmp_path / 'train.parquet'}: ")
+    assert "An error occurred while generating the dataset" not in message
+
+
+def one_class_training_split(folder: Path) -> Path:
+    three_splits(folder, [{"text": f"great film {i}", "label": 1} for i in range(6)])
+    return folder / "train.jsonl"
+
+
+def test_one_class_training_split_is_refused(tmp_path: Path):
+    path = one_class_training_split(tmp_path)
+    assert refusal(tmp_path, label_names=["neg", "pos"]) == (
+        f"the training split, file {path}, has only label 1 (pos); the SVM and fine-tuning need "
+        "both labels, 0 (neg) and 1 (pos)."
+    )
+
+
+@pytest.mark.parametrize("step", ["features", "finetune"])
+def test_one_class_training_split_stops_features_and_finetune_before_any_model(
+    tmp_path: Path, step: str
+):
+    # the SVM's features and fine-tuning both load the splits first: neither gets to a model
+    from probelab.sentiment.features import text_features
+    from probelab.sentiment.finetune import run_finetune
+
+    path = one_class_training_split(tmp_path / "data")
+    data = local_data(tmp_path / "data")
+    with pytest.raises(SentimentDataError, match=rf"^the training split, file {path}, has only"):
+        if step == "features":
+            text_features(data, None, "d", "m", "no-such-model", {}, tmp_path / "f.h5", 1)
+        else:
+            run_finetune(
+                data,
+                None,
+                "d",
+                "m",
+                "no-such-model",
+                {},
+                tmp_path / "m.json",
+                tmp_path / "h.json",
+                tmp_path / "model",
+                1,
+            )
+
+
+def test_one_class_validation_split_loads_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    write_jsonl(tmp_path / "train.jsonl", review_rows(6))
+    write_jsonl(tmp_path / "validation.jsonl", [{"text": "dull", "label": 0}] * 3)
+    write_jsonl(tmp_path / "test.jsonl", review_rows(4))
+    with caplog.at_level("WARNING", logger="probelab.sentiment.data"):
+        splits = load_splits(local_data(tmp_path), tmp_path)
+    assert list(splits["validation"]["label"]) == [0, 0, 0]
+    assert (
+        f"the validation split, file {tmp_path / 'validation.jsonl'}, has only label 0 "
+        "(negative)" in caplog.text
+    )
 
 
 @pytest.mark.shared_data

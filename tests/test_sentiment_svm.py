@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from probelab.config import ConfigError, load_config
+from probelab.sentiment import SentimentDataError
 from probelab.sentiment.features import TextFeatures, write_text_features
 from probelab.sentiment.svm import (
+    check_training_labels,
     grid_search,
     kernel_cache_mb,
     parameter_grid,
@@ -128,3 +130,35 @@ def test_bad_svm_config_is_refused_in_one_sentence(tmp_path: Path):
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(ConfigError, match=r"config key 'sentiment\.svm\.folds' is invalid"):
         load_config(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        # a one-label cache (written before load_splits refused one-label training splits)
+        ([1] * 12, "has 0 review(s) with label 0, fewer than the 3 cross-validation folds"),
+        # one review of label 0: scikit-learn would fit folds without it and fail in libsvm
+        ([0] + [1] * 11, "has 1 review(s) with label 0, fewer than the 3 cross-validation folds"),
+    ],
+)
+def test_svm_refuses_training_labels_the_folds_cannot_use(
+    tmp_path: Path, labels: list[int], message: str
+):
+    X = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+    y = np.array(labels)
+    cache = TextFeatures(
+        features={"train": X, "validation": X[:4], "test": X[4:8]},
+        labels={"train": y, "validation": y[:4], "test": y[4:8]},
+        n_tokens={s: np.ones(n, int) for s, n in (("train", 12), ("validation", 4), ("test", 4))},
+        attrs={"dataset": "d", "model": "m", "dtype": "float32", "embedding_dim": 4},
+    )
+    write_text_features(tmp_path / "f.h5", cache)
+    svm = {"C": [1.0], "kernel": ["linear"], "gamma": ["scale"], "folds": 3}
+    svm |= {"search": "precomputed", "scoring": "f1", "max_cache_mb": 256}
+    with pytest.raises(SentimentDataError) as caught:
+        run_svm(tmp_path / "f.h5", {}, svm, *(tmp_path / n for n in ("m", "c", "j")), threads=1)
+    assert str(caught.value) == (
+        f"the training split in text features cache {tmp_path / 'f.h5'} {message} "
+        "(config key sentiment.svm.folds); the SVM needs at least 3 of each label."
+    )
+    check_training_labels(np.array([0, 1, 0, 1, 0, 1]), 3, "x")  # three of each is enough

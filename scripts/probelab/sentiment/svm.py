@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from probelab.io import atomic_path, write_json
+from probelab.sentiment import SentimentDataError
 from probelab.sentiment.features import encoding_attrs, read_text_features
 from probelab.sentiment.metrics import binary_metrics, metric_rows
 
@@ -269,6 +270,23 @@ def grid_search(X: np.ndarray, y: np.ndarray, svm: dict[str, Any], n_jobs: int) 
     return precomputed_search(X, y, grid, svm["folds"], svm["scoring"], n_jobs, svm["max_cache_mb"])
 
 
+def check_training_labels(y: np.ndarray, folds: int, origin: str) -> None:
+    """Refuse training labels the grid search cannot use: every label needs at least `folds`
+    rows, as StratifiedKFold does, so that every fold trains and is scored on both labels.
+
+    `load_splits` already refuses a one-label training split; this also covers a features cache
+    written before that check, and a label too rare for the configured folds, where scikit-learn
+    would warn and then fail with "The number of classes has to be greater than one"."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=2)
+    for label, count in enumerate(counts):
+        if count < folds:
+            raise SentimentDataError(
+                f"the training split in {origin} has {count} review(s) with label {label}, fewer "
+                f"than the {folds} cross-validation folds (config key sentiment.svm.folds); the "
+                f"SVM needs at least {folds} of each label."
+            )
+
+
 def run_svm(
     features_path: Path,
     expected: dict[str, Any],
@@ -288,6 +306,7 @@ def run_svm(
     start = time.perf_counter()
     cache = read_text_features(features_path, expected)
     X, y = cache.features["train"], cache.labels["train"]
+    check_training_labels(y, svm["folds"], f"text features cache {features_path}")
     log.info(
         "grid search (%s) on %d x %d training features, %d folds, %d jobs",
         svm["search"],
