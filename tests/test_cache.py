@@ -1,12 +1,17 @@
 """HDF5 caches: atomic writes, round trips, refusal of stale caches, resume after a kill."""
 
+from contextlib import contextmanager
+
 import h5py
 import numpy as np
 import pytest
 
+import probelab.cache
 from probelab.cache import (
     CacheError,
     CacheMismatchError,
+    CacheWriteError,
+    NonFiniteFeaturesError,
     ResumableImageCache,
     atomic_h5,
     check_attrs,
@@ -114,7 +119,7 @@ def test_mismatched_image_cache_is_refused(tmp_path, kwargs, attribute):
 
 def test_foreign_files_are_refused(tmp_path):
     (tmp_path / "text.h5").write_text("not hdf5")
-    with pytest.raises(CacheError, match=r"text\.h5 is not a readable HDF5 file"):
+    with pytest.raises(CacheError, match=r"text\.h5 is truncated or not an HDF5 file"):
         read_image_cache(tmp_path / "text.h5")
     with h5py.File(tmp_path / "other.h5", "w") as h5:
         h5["features"] = np.zeros((2, 2))
@@ -122,6 +127,107 @@ def test_foreign_files_are_refused(tmp_path):
         read_image_cache(tmp_path / "other.h5")
     with pytest.raises(CacheError, match=r"absent\.h5 does not exist"):
         read_image_cache(tmp_path / "absent.h5")
+
+
+def test_truncated_cache_says_to_delete_it(tmp_path):
+    _write_cache(tmp_path / "enc.h5")
+    data = (tmp_path / "enc.h5").read_bytes()
+    (tmp_path / "enc.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CacheError) as caught:
+        read_image_cache(tmp_path / "enc.h5")
+    message = str(caught.value)
+    assert message.startswith(f"image cache {tmp_path / 'enc.h5'} is truncated or not an HDF5 file")
+    assert f"delete it (`rm {tmp_path / 'enc.h5'}`) and rerun snakemake" in message
+    assert message.count(". ") == 0 and message.endswith("rebuilds it.")  # one sentence
+
+
+@pytest.mark.parametrize("bad_value", [np.inf, -np.inf, np.nan])
+def test_cache_with_non_finite_features_is_refused_naming_the_images(tmp_path, bad_value):
+    ids, _, _ = _write_cache(tmp_path / "enc.h5", failed_rows=(3,))
+    with h5py.File(tmp_path / "enc.h5", "r+") as h5:
+        h5["features"][3, 0] = bad_value  # a failed row: never used, so not refused
+    assert len(read_image_cache(tmp_path / "enc.h5").image_ids) == 9
+    with h5py.File(tmp_path / "enc.h5", "r+") as h5:
+        h5["features"][5, 1] = bad_value
+        h5["features"][8, 3] = bad_value
+    with pytest.raises(
+        NonFiniteFeaturesError,
+        match=rf"image cache {tmp_path / 'enc.h5'} holds NaN or infinite features for 2 image\(s\) "
+        r"\(first 'img005\.png', 'img008\.png'\).*delete it \(`rm .*enc\.h5`\) and rerun",
+    ):
+        read_image_cache(tmp_path / "enc.h5")
+
+
+def test_non_finite_encoder_output_is_refused_when_written(tmp_path):
+    cache = ResumableImageCache(
+        tmp_path / "enc.h5", {**ATTRS, "precision": "fp16"}, 8, 4, 4, "float32"
+    )
+    cache.resume_row()
+    features, failed = _features(4, 4), np.array([False, True, False, False])
+    features[1] = np.nan  # a failed row (zeros in practice): not the encoder's fault
+    cache.write_chunk(0, features.copy(), failed)
+    features = _features(4, 4)
+    features[[1, 3], 0] = [np.nan, np.inf]
+    with pytest.raises(NonFiniteFeaturesError) as caught:
+        cache.write_chunk(4, features, np.zeros(4, dtype=bool), image_ids=["a", "b", "c", "d"])
+    message = str(caught.value)
+    assert message.startswith(
+        "encoder 'enc' output NaN or infinite features for 2 decoded image(s) of rows 4-7 "
+        "(first 'b', 'd'); this comes from the encoder's output"
+    )
+    assert "set encoders.enc.precision to fp32" in message
+    assert not cache._chunk_file(4).exists()
+    assert cache.resume_row() == 4  # the good chunk stays
+
+
+def test_features_that_overflow_the_storage_dtype_are_refused(tmp_path):
+    cache = ResumableImageCache(tmp_path / "enc.h5", ATTRS, 4, 4, 4, "float16")
+    cache.resume_row()
+    features = _features(4, 4)
+    features[2, 0] = 1e6
+    with pytest.raises(
+        NonFiniteFeaturesError,
+        match=r"features of 1 image\(s\) of rows 0-3 \(first 'row 2'\) exceed the range of the "
+        r"cache dtype float16; set encoders\.enc\.dtype to float32",
+    ):
+        cache.write_chunk(0, features, np.zeros(4, dtype=bool))
+    assert not cache._chunk_file(0).exists()
+
+
+def test_failed_assembly_keeps_the_chunks_and_a_rerun_finishes(tmp_path, monkeypatch):
+    n, dim, chunk = 10, 4, 4
+    ids, _, _ = _write_cache(tmp_path / "reference.h5", n, dim, chunk)
+    features, failed = _features(n, dim), np.zeros(n, dtype=bool)
+    failed[3] = True
+    real_atomic_h5 = probelab.cache.atomic_h5
+
+    @contextmanager
+    def disk_full(path):
+        with real_atomic_h5(path) as h5:
+            yield h5
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(probelab.cache, "atomic_h5", disk_full)
+    first = ResumableImageCache(tmp_path / "enc.h5", ATTRS, n, chunk, dim, "float32")
+    first.resume_row()
+    for start in range(0, n, chunk):
+        first.write_chunk(start, features[start : start + chunk], failed[start : start + chunk])
+    with pytest.raises(
+        CacheWriteError,
+        match=r"could not write image cache .*enc\.h5 .*No space left on device.*the chunks are "
+        r"kept",
+    ):
+        first.finish(ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".enc.h5.partial", "reference.h5"]
+    monkeypatch.undo()
+
+    second = ResumableImageCache(tmp_path / "enc.h5", ATTRS, n, chunk, dim, "float32")
+    assert second.resume_row() == n  # every chunk is there: nothing left to encode
+    second.finish(ids)
+    with h5py.File(tmp_path / "enc.h5", "r") as got, h5py.File(tmp_path / "reference.h5") as want:
+        for name in ("image_id", "features", "failed"):
+            assert np.array_equal(got[name][()], want[name][()])
+    assert not second.partial.exists()
 
 
 def test_resume_after_a_simulated_kill_gives_identical_features(tmp_path):

@@ -14,6 +14,7 @@ from probelab.linear import fit_linear_probe, sigmoid, zero_shot_map
 from probelab.metrics import ranking_rows
 from probelab.probe import Prompts, fit_and_freeze
 from probelab.training import (
+    NonFiniteInputError,
     TrainingDivergedError,
     TrainSettings,
     _batches,
@@ -186,15 +187,16 @@ def test_early_stopping_ends_after_patience_epochs_without_improvement(
 
 def test_nan_loss_stops_the_run_naming_run_and_epoch(problem: dict[str, np.ndarray]) -> None:
     x_train, y_train, x_val, y_val = tensors(problem)
-    x_train = x_train.clone()
-    x_train[5, 2] = float("nan")
+    # finite inputs and a learning rate nothing survives: the message blames the learning rate
     with pytest.raises(
-        TrainingDivergedError, match=r"run enc/baseline_mlp/n50/seed0: .*NaN.* at epoch 1 "
+        TrainingDivergedError,
+        match=r"run enc/baseline_mlp/n50/seed0: .*NaN.* at epoch 1 .*inputs are finite; "
+        r"lower models\.baseline_mlp\.lr\.",
     ):
         train_head(
             "baseline_mlp",
             HEAD,
-            settings(),
+            settings(lr=math.inf),
             x_train,
             y_train,
             x_val,
@@ -202,6 +204,34 @@ def test_nan_loss_stops_the_run_naming_run_and_epoch(problem: dict[str, np.ndarr
             seed=0,
             run_name="enc/baseline_mlp/n50/seed0",
         )
+
+
+@pytest.mark.parametrize(
+    ("split", "value", "name"),
+    [("x_train", math.nan, "training features"), ("x_val", math.inf, "validation features")],
+)
+def test_non_finite_features_are_refused_before_training_without_blaming_the_lr(
+    problem: dict[str, np.ndarray], split: str, value: float, name: str
+) -> None:
+    inputs = dict(zip(("x_train", "y_train", "x_val", "y_val"), tensors(problem), strict=True))
+    inputs[split] = inputs[split].clone()
+    inputs[split][5, 2] = value
+    inputs[split][9, 0] = value
+    with pytest.raises(NonFiniteInputError) as caught:
+        train_head(
+            "baseline_mlp",
+            HEAD,
+            settings(),
+            *inputs.values(),
+            seed=0,
+            run_name="enc/baseline_mlp/n50/seed0",
+        )
+    message = str(caught.value)
+    assert message.startswith(
+        f"run enc/baseline_mlp/n50/seed0: the {name} hold NaN or infinite values in 2 row(s) "
+        "(first row(s) 5, 9)"
+    )
+    assert "rebuild the image cache" in message and "lr" not in message
 
 
 @pytest.mark.parametrize(

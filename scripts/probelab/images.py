@@ -136,9 +136,10 @@ def chunk_batches(start: int, stop: int, chunk_size: int, batch_size: int) -> It
     """Row batches for rows start..stop that never straddle a chunk boundary.
 
     Batches are laid out from the chunk's first row, so a run resumed at a chunk boundary sees
-    exactly the batches an uninterrupted run sees, and gives bit-identical features.
+    exactly the batches an uninterrupted run sees, and gives bit-identical features. A run whose
+    every row is encoded (start == stop, a last chunk shorter than chunk_size) has no batches.
     """
-    if start % chunk_size:
+    if start % chunk_size and start != stop:
         raise ValueError(
             f"resume row {start} is not at a chunk boundary (chunk size {chunk_size})."
         )

@@ -24,6 +24,10 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message names the run and the epoch."""
 
 
+class NonFiniteInputError(ValueError):
+    """Training inputs holding NaN or infinity; the message names the run, the split and rows."""
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """The optimisation hyperparameters of one neural head (see schemas/probe.schema.yaml)."""
@@ -81,6 +85,21 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
         last = batches.pop()
         batches[-1] = torch.cat([batches[-1], last])
     return batches
+
+
+def check_finite(run_name: str, inputs: dict[str, tuple[torch.Tensor | None, str]]) -> None:
+    """Refuse NaN or infinite inputs before training (the loss would turn NaN at any learning
+    rate). `inputs` maps a description to (tensor or None, where it comes from)."""
+    for name, (values, source) in inputs.items():
+        if values is None or values.numel() == 0:
+            continue
+        bad = torch.nonzero(~torch.isfinite(values).reshape(len(values), -1).all(dim=1))[:, 0]
+        if len(bad):
+            rows = ", ".join(str(int(row)) for row in bad[:3]) + (", ..." if len(bad) > 3 else "")
+            raise NonFiniteInputError(
+                f"run {run_name}: {name} hold NaN or infinite values in {len(bad)} row(s) "
+                f"(first row(s) {rows}), so the loss would be NaN at any learning rate; {source}."
+            )
 
 
 @torch.no_grad()
@@ -145,6 +164,18 @@ def train_head(
         )
     if x_val.shape[0] == 0:
         raise ValueError(f"run {run_name}: the validation split is empty; early stopping needs it.")
+    features_source = "rebuild the image cache they come from (its reader names the images)"
+    labels_source = "check the labels of the cohort index"
+    check_finite(
+        run_name,
+        {
+            "the training features": (x_train, features_source),
+            "the validation features": (x_val, features_source),
+            "the training labels": (y_train, labels_source),
+            "the validation labels": (y_val, labels_source),
+            "the prompt vectors": (mega_vector, "rebuild the prompt cache"),
+        },
+    )
     device = resolve_device(settings.device)
     torch.manual_seed(seed)
     # Batch order and input noise come from this CPU generator, so they are the same on any device.
@@ -188,7 +219,7 @@ def train_head(
             raise TrainingDivergedError(
                 f"run {run_name}: the loss became NaN or infinite at epoch {epoch} "
                 f"(train {train_loss}, "
-                f"val {val_loss}); lower models.{model_name}.lr or check the cached features."
+                f"val {val_loss}) although its inputs are finite; lower models.{model_name}.lr."
             )
         result.history.append(
             {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
