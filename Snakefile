@@ -8,7 +8,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from probelab.cache import failed_images_notice  # noqa: E402
 from probelab.config import check_paths, validate_config  # noqa: E402
+from probelab.layout import image_caches  # noqa: E402
 
 # A config given with --configfile replaces the default demo config rather than being merged into
 # it: merging would silently keep the demo's encoders and models in a real run.
@@ -37,3 +39,10 @@ rule all:
         rules.probes.input,
         rules.report.input,
         rules.sentiment.input,
+
+
+# Images skipped under on_bad_image: skip are easy to miss in a job log: say so at the end.
+onsuccess:
+    notice = failed_images_notice(image_caches(config))
+    if notice:
+        print(notice, file=sys.stderr)

@@ -6,8 +6,20 @@ from pathlib import Path
 
 from probelab.cohort import data_manifest
 from probelab.config import enabled_models
-from probelab.fingerprint import write_if_changed
-from probelab.layout import FIGURES, RUN_FILES, CohortLayout, SentimentLayout
+from probelab.fingerprint import (
+    cache_fingerprints,
+    encoder_fingerprint,
+    prompt_fingerprint,
+    write_if_changed,
+)
+from probelab.layout import (
+    FIGURES,
+    RUN_FILES,
+    CohortLayout,
+    SentimentLayout,
+    image_cache_of,
+    prompt_cache_of,
+)
 from probelab.models import needs_prompts
 from probelab.report.settings import (
     figure_names,
@@ -33,6 +45,7 @@ wildcard_constraints:
     seed=r"\d+",
     encoder=r"[A-Za-z0-9_.-]+",
     model=r"[A-Za-z0-9_]+",
+    fingerprint=r"[0-9a-f]{12}",
 
 
 def one_of(names: list[str]) -> str:
@@ -119,6 +132,26 @@ def encoder_files(wildcards) -> list[str]:
     return [path for path in candidates if path and Path(path).exists()]
 
 
+def image_fingerprint(encoder: str) -> dict:
+    """What decides the encoder's image features (probelab.fingerprint.encoder_fingerprint)."""
+    return encoder_fingerprint(encoder, config["encoders"][encoder])
+
+
+def prompt_fingerprint_of(encoder: str) -> dict:
+    """What decides the encoder's prompt embeddings."""
+    return prompt_fingerprint(
+        encoder, config["encoders"][encoder], config["pathologies"], config["prompts"]
+    )
+
+
+def image_cache(encoder: str) -> str:
+    return image_cache_of(config, encoder)
+
+
+def prompt_cache(encoder: str) -> str:
+    return prompt_cache_of(config, encoder)
+
+
 def encoder_gpus(wildcards) -> int:
     """GPUs an embedding job asks the scheduler for: one when the encoder's device is cuda.
 
@@ -196,7 +229,7 @@ def job_runs(wildcards) -> list[dict]:
 
 def job_prompt_cache(wildcards) -> list[str]:
     needed = any(needs_prompts(model) for model in job_models(wildcards))
-    return [PATHS.prompt_cache(wildcards.encoder)] if needed else []
+    return [prompt_cache(wildcards.encoder)] if needed else []
 
 
 def job_model_settings(wildcards) -> dict:
@@ -236,6 +269,7 @@ def summary_inputs() -> dict[str, str]:
     figures: summary.md links them by name, so redrawing a figure does not rewrite it."""
     inputs = {key: report_table(key) for key in ("by_setting", "ci", "comparisons")}
     inputs.update(index_counts=PATHS.index_counts, index=PATHS.index, split=PATHS.split)
+    inputs.update({f"cache_{name}": image_cache(name) for name in encoder_names()})
     if SENTIMENT["enabled"]:
         inputs["sentiment"] = report_table("sentiment")
     return inputs

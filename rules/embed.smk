@@ -32,11 +32,11 @@ rule embed_images:
         index=rules.index_images.output.index,
         model=encoder_files,
     output:
-        PATHS.image_cache("{encoder}"),
+        update(PATHS.image_cache("{encoder}", "{fingerprint}")),
     log:
-        f"{LOGS}/embed_images/{{encoder}}.log",
+        f"{LOGS}/embed_images/{{encoder}}/{{fingerprint}}.log",
     benchmark:
-        f"{BENCHMARKS}/embed_images/{{encoder}}.tsv"
+        f"{BENCHMARKS}/embed_images/{{encoder}}/{{fingerprint}}.tsv"
     conda:
         "../envs/embed.yaml"
     threads: config["embedding"]["threads"]
@@ -44,9 +44,13 @@ rule embed_images:
         mem_mb=config["embedding"]["mem_mb"],
         runtime=config["embedding"]["runtime"],
         gpu=encoder_gpus,
+    # Only the fingerprint decides the features (and names the file); batch size, workers,
+    # device, on_bad_image and chunking change how the run goes, so they are passed as derived
+    # params, which Snakemake does not compare: changing them rebuilds nothing.
     params:
-        settings=encoder_settings,
-        embedding=config["embedding"],
+        fingerprint=lambda wildcards: image_fingerprint(wildcards.encoder),
+        settings=lambda wildcards, input: encoder_settings(wildcards),
+        embedding=lambda wildcards, input: config["embedding"],
     script:
         "../scripts/embed_images.py"
 
@@ -55,11 +59,11 @@ rule embed_prompts:
     input:
         model=encoder_files,
     output:
-        PATHS.prompt_cache("{encoder}"),
+        update(PATHS.prompt_cache("{encoder}", "{fingerprint}")),
     log:
-        f"{LOGS}/embed_prompts/{{encoder}}.log",
+        f"{LOGS}/embed_prompts/{{encoder}}/{{fingerprint}}.log",
     benchmark:
-        f"{BENCHMARKS}/embed_prompts/{{encoder}}.tsv"
+        f"{BENCHMARKS}/embed_prompts/{{encoder}}/{{fingerprint}}.tsv"
     conda:
         "../envs/embed.yaml"
     threads: config["embedding"]["threads"]
@@ -67,7 +71,8 @@ rule embed_prompts:
         mem_mb=config["embedding"]["mem_mb"],
         runtime=config["embedding"]["runtime"],
     params:
-        settings=encoder_settings,
+        fingerprint=lambda wildcards: prompt_fingerprint_of(wildcards.encoder),
+        settings=lambda wildcards, input: encoder_settings(wildcards),
         pathologies=config["pathologies"],
         prompts=config["prompts"],
     script:
@@ -76,5 +81,5 @@ rule embed_prompts:
 
 rule embeddings:
     input:
-        [PATHS.image_cache(name) for name in encoder_names()],
-        [PATHS.prompt_cache(name) for name in text_encoder_names()],
+        [image_cache(name) for name in encoder_names()],
+        [prompt_cache(name) for name in text_encoder_names()],

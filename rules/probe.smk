@@ -6,7 +6,7 @@
 # One job trains several runs: torch is imported and the caches are read once per job.
 rule train_probe:
     input:
-        images=PATHS.image_cache("{encoder}"),
+        images=lambda wildcards: image_cache(wildcards.encoder),
         prompts=job_prompt_cache,
         index=rules.index_images.output.index,
         split=rules.split.output[0],
@@ -31,6 +31,7 @@ rule train_probe:
         mem_mb=config["training"]["mem_mb"],
         runtime=config["training"]["runtime"],
     params:
+        fingerprints=lambda wildcards: cache_fingerprints(config, wildcards.encoder),
         runs=job_runs,
         cohort=PATHS.cohort,
         pathologies=config["pathologies"],

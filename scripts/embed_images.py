@@ -1,4 +1,5 @@
-"""Encode every image of the cohort index once, into results/{cohort}/embeddings/{encoder}.h5.
+"""Encode every image of the cohort index once, into the image cache
+results/{cohort}/embeddings/{encoder}/{fingerprint}.h5.
 
 Decoding runs in DataLoader workers while the main process runs the model; features are saved
 chunk by chunk, so a killed run resumes after the last complete chunk (probelab.embedding).
@@ -40,6 +41,7 @@ if "snakemake" in globals():
         dict(snakemake.params.settings),
         dict(snakemake.params.embedding),
         snakemake.threads,
+        expected_fingerprint=snakemake.params.fingerprint,
     )
 elif __name__ == "__main__":
     main()

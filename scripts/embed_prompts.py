@@ -1,7 +1,7 @@
 """Embed the prompt templates x pathologies with an encoder's text tower, into
-results/{cohort}/prompts/{encoder}.h5: per-template embeddings, the per-pathology average
-(normalise, average, renormalise), the flattened mega-vector, and the model's logit scale and bias
-(probelab.embedding).
+results/{cohort}/prompts/{encoder}/{fingerprint}.h5: per-template embeddings, the per-pathology
+average (normalise, average, renormalise), the flattened mega-vector, and the model's logit scale
+and bias (probelab.embedding).
 """
 
 # No `from __future__` import: Snakemake prepends its preamble to step scripts.
@@ -39,6 +39,7 @@ if "snakemake" in globals():
         list(snakemake.params.pathologies),
         dict(snakemake.params.prompts),
         snakemake.threads,
+        expected_fingerprint=snakemake.params.fingerprint,
     )
 elif __name__ == "__main__":
     main()

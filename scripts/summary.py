@@ -5,12 +5,13 @@ figures, data counts, encoders, provenance (config hash, package versions) and c
 from pathlib import Path
 
 from probelab.cli import command_line, snakemake_job
-from probelab.layout import CohortLayout
+from probelab.layout import CohortLayout, image_caches
 from probelab.report.settings import summary_config, summary_figures
 from probelab.report.steps import write_summary
 
 TABLES = ("by_setting", "ci", "comparisons", "sentiment")
 COHORT_FILES = ("index_counts", "split", "index")
+CACHE = "cache_"  # input name prefix of an encoder's image cache
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +22,12 @@ def main(argv: list[str] | None = None) -> None:
         del tables["sentiment"]
     cohort_files = {key: Path(getattr(paths, key)) for key in COHORT_FILES}
     write_summary(
-        summary_config(config), tables, cohort_files, summary_figures(config), Path(paths.summary)
+        summary_config(config),
+        tables,
+        cohort_files,
+        summary_figures(config),
+        Path(paths.summary),
+        {name: Path(path) for name, path in image_caches(config).items()},
     )
 
 
@@ -34,6 +40,11 @@ if "snakemake" in globals():
         {key: Path(inputs[key]) for key in COHORT_FILES},
         snakemake.params.figures,
         Path(snakemake.output[0]),
+        {
+            key.removeprefix(CACHE): Path(path)
+            for key, path in inputs.items()
+            if key.startswith(CACHE)
+        },
     )
 elif __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ predictions_test.parquet and metrics.json. Test labels are read only for that la
 from pathlib import Path
 
 from probelab.cli import command_line, snakemake_job
+from probelab.fingerprint import cache_fingerprints
 from probelab.probe_job import RunSpec, train_probe
 
 
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
         __doc__,
         argv,
         paths={
-            "--image-cache": {"help": "results/{cohort}/embeddings/{encoder}.h5"},
+            "--image-cache": {"help": "results/{cohort}/embeddings/{encoder}/{fingerprint}.h5"},
             "--index": {"help": "results/{cohort}/index.parquet"},
             "--split": {"help": "results/{cohort}/split.parquet"},
             "--subsets": {"nargs": "+", "help": "one subset file per seed"},
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
             "--seeds": {"type": int, "nargs": "+", "required": True, "help": "one per run"},
             "--prompt-cache": {
                 "type": Path,
-                "help": "results/{cohort}/prompts/{encoder}.h5, for the prompt models",
+                "help": "results/{cohort}/prompts/{encoder}/{fingerprint}.h5, for prompt models",
             },
             "--threads": {"type": int, "help": "CPU threads (default: config training.threads)"},
         },
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         pathologies=config["pathologies"],
         training=config["training"],
         threads=args.threads or config["training"]["threads"],
+        fingerprints=cache_fingerprints(config, args.encoder),
     )
 
 
@@ -76,6 +78,7 @@ if "snakemake" in globals():
         pathologies=snakemake.params.pathologies,
         training=snakemake.params.training,
         threads=snakemake.threads,
+        fingerprints=snakemake.params.fingerprints,
     )
 elif __name__ == "__main__":
     main()

@@ -44,6 +44,7 @@ def _generic(path: str, config: dict) -> str:
         stem = names.get(stem, stem)
         stem = re.sub(r"^n(\d+|all)$", "n{n}", stem)
         stem = re.sub(r"^seed\d+$", "seed{seed}", stem)
+        stem = re.sub(r"^[0-9a-f]{12}$", "{fingerprint}", stem)
         parts.append(stem + dot + suffix)
     return "/".join(parts)
 

@@ -1,23 +1,40 @@
 """embed_images end to end: bad files, resume after SIGKILL, and the Snakemake rules on a tiny
 demo."""
 
+import json
 import logging
+import shutil
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO, run_snakemake
 from PIL import Image
 
-from probelab.cache import read_image_cache, read_prompt_cache
+import probelab.cache
+import probelab.embedding
+import probelab.encoders
+from probelab.cache import (
+    CacheMismatchError,
+    CacheWriteError,
+    NonFiniteFeaturesError,
+    plain_value,
+    read_image_cache,
+    read_prompt_cache,
+)
 from probelab.cohort import index_hash
-from probelab.config import validate_config
+from probelab.config import load_config, validate_config
 from probelab.embedding import embed_images
-from probelab.images import ImageLoadError
+from probelab.fingerprint import cache_fingerprints
+from probelab.images import ImageLoadError, chunk_batches
+from probelab.layout import image_cache_of, prompt_cache_of
 
 DEMO_JSON = REPO / "configs" / "encoders" / "probelab-demo-vit-tiny.json"
 EMBEDDING = {
@@ -118,8 +135,8 @@ def test_resume_after_sigkill_gives_identical_features(tmp_path, caplog):
         import probelab.cache as cache
         from probelab.embedding import embed_images
         original, saved = cache.ResumableImageCache.write_chunk, []
-        def write_then_die(self, start, features, failed):
-            original(self, start, features, failed)
+        def write_then_die(self, start, features, failed, **kwargs):
+            original(self, start, features, failed, **kwargs)
             saved.append(start)
             if len(saved) == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -146,6 +163,74 @@ def test_resume_after_sigkill_gives_identical_features(tmp_path, caplog):
     assert np.array_equal(resumed.features, reference.features)
     assert resumed.image_ids.tolist() == reference.image_ids.tolist()
     assert not (tmp_path / ".e.h5.partial").exists()
+
+
+def test_rerun_after_a_failed_assembly_gives_the_uninterrupted_file(tmp_path, monkeypatch, caplog):
+    # 20 rows in chunks of 8: the last chunk is short, so "every chunk done" is row 20, no boundary
+    index = write_index(tmp_path / "imgs", 20, bad={6: b"garbage"})
+    entry = settings(on_bad_image="skip")
+    embed_images(index, tmp_path / "reference.h5", "e", entry, EMBEDDING)
+
+    real_atomic_h5 = probelab.cache.atomic_h5
+
+    @contextmanager
+    def disk_full(path):
+        with real_atomic_h5(path) as h5:
+            yield h5
+            raise OSError(28, "No space left on device")  # as HDF5 flushing on close
+
+    monkeypatch.setattr(probelab.cache, "atomic_h5", disk_full)
+    with pytest.raises(CacheWriteError, match=r"No space left on device.*the chunks are kept"):
+        embed_images(index, tmp_path / "e.h5", "e", entry, EMBEDDING)
+    assert not (tmp_path / "e.h5").exists()
+    assert len(list((tmp_path / ".e.h5.partial").glob("chunk_*.npz"))) == 3
+    assert list(chunk_batches(20, 20, 8, 4)) == []  # nothing left is no error
+    monkeypatch.setattr(probelab.cache, "atomic_h5", real_atomic_h5)
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("a complete partial run must not encode again")
+
+    monkeypatch.setattr(probelab.embedding, "make_loader", no_loader)
+    caplog.set_level(logging.INFO)
+    summary = embed_images(index, tmp_path / "e.h5", "e", entry, EMBEDDING)
+    assert summary.n_encoded == 0
+    assert "assembling the file without encoding" in caplog.text
+    assert not (tmp_path / ".e.h5.partial").exists()
+    with h5py.File(tmp_path / "e.h5") as got, h5py.File(tmp_path / "reference.h5") as want:
+        for name in ("image_id", "features", "failed"):
+            assert np.array_equal(got[name][()], want[name][()]), name
+        assert got["failed"][6] and got["features"].dtype == want["features"].dtype
+        assert {k: plain_value(v) for k, v in got.attrs.items()} == {
+            k: plain_value(v) for k, v in want.attrs.items()
+        }
+
+
+def test_non_finite_encoder_output_is_refused_naming_the_images(tmp_path, monkeypatch):
+    index = write_index(tmp_path / "imgs", 12, bad={9: b"garbage"})
+    real_build = probelab.encoders.build_encoder
+
+    def overflowing(name, entry):
+        encoder = real_build(name, entry)
+        encode = encoder.encode_images
+
+        def encode_images(pixels):
+            features = encode(pixels)
+            features[:] = np.inf  # every image of the batch, failed ones included
+            return features
+
+        encoder.encode_images = encode_images
+        return encoder
+
+    monkeypatch.setattr(probelab.encoders, "build_encoder", overflowing)
+    with pytest.raises(NonFiniteFeaturesError) as caught:
+        embed_images(index, tmp_path / "e.h5", "e", settings(), EMBEDDING)
+    message = str(caught.value)
+    assert message.startswith(
+        "encoder 'e' output NaN or infinite features for 8 decoded image(s) of rows 0-7 "
+        "(first '00000.png', '00001.png', '00002.png', ...); this comes from the encoder's output"
+    )
+    assert not (tmp_path / "e.h5").exists()
+    assert not list((tmp_path / ".e.h5.partial").glob("chunk_*.npz"))
 
 
 TINY_CONFIG = """
@@ -187,43 +272,86 @@ def test_embedding_rules_run_through_snakemake(tmp_path):
     run = run_snakemake(tmp_path, "embeddings", configfile=config)
     assert run.returncode == 0, run.stderr[-3000:]
     results = tmp_path / "results" / "tiny"
+    settings = load_config(config)
     index = pd.read_parquet(results / "index.parquet")
     for name in ("demo_openclip", "demo_hfclip", "image_only"):
         cache = read_image_cache(
-            results / "embeddings" / f"{name}.h5",
+            tmp_path / image_cache_of(settings, name),
             encoder=name,
             index_hash=index_hash(index),
             dim=64,
+            fingerprint=cache_fingerprints(settings, name)["images"],
         )
         assert len(cache.image_ids) + len(cache.failed_ids) == len(index)
         assert cache.attrs["backend"] == ("transformers" if name == "demo_hfclip" else "open_clip")
     for name in ("demo_openclip", "demo_hfclip"):
         prompts = read_prompt_cache(
-            results / "prompts" / f"{name}.h5",
+            tmp_path / prompt_cache_of(settings, name),
             encoder=name,
             pathologies=["Atelectasis", "Effusion", "Pleural_Thickening"],
             dim=64,
+            fingerprint=cache_fingerprints(settings, name)["prompts"],
         )
         assert prompts.per_template.shape == (3, 2, 64) and prompts.mega_vector.shape == (3 * 64,)
         assert prompts.prompts[2, 1] == "a chest x-ray showing pleural thickening"
-    assert not (results / "prompts" / "image_only.h5").exists()
-    assert (results / "logs" / "embed_images" / "demo_openclip.log").read_text().count("img/s") >= 1
-    assert not list(results.glob("embeddings/.*"))  # no partial or temporary files left
+    assert not (results / "prompts" / "image_only").exists()
+    logs = results / "logs" / "embed_images" / "demo_openclip"
+    assert next(logs.glob("*.log")).read_text().count("img/s") >= 1
+    assert not list(results.glob("embeddings/**/.*"))  # no partial or temporary files left
 
     again = run_snakemake(tmp_path, "embeddings", "--dry-run", configfile=config)
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    refused = run_snakemake(
-        tmp_path, str(Path("results/tiny/prompts/image_only.h5")), configfile=config
-    )
+    image_only_prompts = prompt_cache_of(settings, "image_only")
+    refused = run_snakemake(tmp_path, image_only_prompts, configfile=config)
     assert refused.returncode != 0
-    log = (results / "logs" / "embed_prompts" / "image_only.log").read_text()
+    log = next((results / "logs" / "embed_prompts" / "image_only").glob("*.log")).read_text()
     assert "encoder 'image_only' has no text tower" in log
 
 
 @pytest.mark.workflow
+@pytest.mark.parametrize("change", [{"seed": 1}, {"normalize": False}, {"layers": 3}])
+def test_changed_encoder_settings_or_files_build_a_new_cache(tmp_path, change):
+    """Also without Snakemake's records (.snakemake/ deleted: a copied tree, a new clone): the
+    cache is named by its fingerprint, so other settings ask for another file; the old cache
+    stays, and switching back needs no rebuild."""
+    architecture = tmp_path / "vit.json"
+    architecture.write_text(DEMO_JSON.read_text())
+    config = tmp_path / "config.yaml"
+    text = TINY_CONFIG.format(demo_json=architecture, demo_hf_json="unused")
+    config_data = yaml.safe_load(text)
+    config_data["encoders"] = {"demo_openclip": config_data["encoders"]["demo_openclip"]}
+    config.write_text(yaml.safe_dump(config_data))
+    assert run_snakemake(tmp_path, "embeddings", configfile=config).returncode == 0
+    old = tmp_path / image_cache_of(load_config(config), "demo_openclip")
+    assert old.is_file()
+
+    shutil.rmtree(tmp_path / ".snakemake")
+    if "layers" in change:  # the architecture file edited in place: its contents count
+        spec = json.loads(architecture.read_text())
+        spec["vision_cfg"]["layers"] = change["layers"]
+        architecture.write_text(json.dumps(spec))
+    else:
+        config_data["encoders"]["demo_openclip"].update(change)
+        config.write_text(yaml.safe_dump(config_data))
+    new = tmp_path / image_cache_of(load_config(config), "demo_openclip")
+    assert new != old
+    planned = run_snakemake(tmp_path, "embeddings", "--dry-run", configfile=config)
+    assert "embed_images" in planned.stdout and str(new.relative_to(tmp_path)) in planned.stdout
+    assert run_snakemake(tmp_path, "embeddings", configfile=config).returncode == 0
+    field = {"seed": "settings.seed", "normalize": "settings.normalize", "layers": "files.model"}
+    with pytest.raises(CacheMismatchError, match=rf"'{field[next(iter(change))]}' is"):
+        read_image_cache(new, fingerprint=json.loads(plain_value(read_attrs(old)["fingerprint"])))
+    assert old.is_file()  # the cache of the other settings is kept
+
+
+def read_attrs(path: Path) -> dict:
+    with h5py.File(path) as h5:
+        return dict(h5.attrs)
+
+
+@pytest.mark.workflow
 def test_embedding_job_asks_for_a_gpu_only_when_its_encoder_runs_on_cuda(tmp_path):
-    import yaml
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["encoders"]["demo_openclip"]["device"] = "cuda"
@@ -244,5 +372,5 @@ def test_embedding_job_asks_for_a_gpu_only_when_its_encoder_runs_on_cuda(tmp_pat
     )
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = result.stdout.split("rule embed_images:")[1:]
-    gpus = {job.split("encoder=")[1].split()[0]: "gpu=1" in job for job in jobs}
+    gpus = {job.split("encoder=")[1].split()[0].rstrip(","): "gpu=1" in job for job in jobs}
     assert gpus == {"demo_openclip": True, "demo_hfclip": False}

@@ -3,13 +3,16 @@
 A cache is a Snakemake output with one writer. It appears under its final name only when complete
 (`atomic_h5`: written to a temporary sibling, then renamed) and carries attributes that say what
 produced it; readers verify those attributes against what the caller expects (`check_attrs`) and
-refuse a stale or foreign cache with one sentence naming the file and the attribute.
+refuse a stale or foreign cache with one sentence naming the file and the attribute. Image features
+must be finite: NaN or infinity is refused when a chunk is written and when a cache is read, naming
+the images.
 
 The image cache is built chunk by chunk. Each finished chunk is saved under its final name in a
 hidden `.<name>.partial/` folder beside the cache (again temp name + rename, so a chunk file is
 either complete or absent, whatever kills the process); a rerun with the same provenance resumes
 after the last complete chunk; the HDF5 file is assembled from the chunks at the end, streaming,
-so memory stays flat in the number of images.
+so memory stays flat in the number of images. When assembling fails (a full disk) the chunks stay,
+and the rerun only assembles the file.
 
 File formats: docs/architecture.md.
 """
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from probelab import __version__
+from probelab.fingerprint import canonical, digest, first_difference, lookup
 from probelab.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,14 @@ class CacheError(ValueError):
 
 class CacheMismatchError(CacheError):
     """A cache whose provenance attributes differ from what the caller expects."""
+
+
+class NonFiniteFeaturesError(CacheError):
+    """Image features holding NaN or infinity; the message names the images and the cause."""
+
+
+class CacheWriteError(OSError):
+    """A cache file that could not be written (e.g. a full disk); the message says what is kept."""
 
 
 def plain_value(value: Any) -> Any:
@@ -102,6 +114,34 @@ def check_attrs(path: str | Path, attrs: Mapping[str, Any], expected: Mapping[st
             )
 
 
+def check_fingerprint(path: str | Path, attrs: Mapping[str, Any], expected: Any) -> None:
+    """Refuse a cache built under another fingerprint (probelab.fingerprint), naming the first
+    field that differs, its value in the cache and the value asked for."""
+    if expected is None:
+        return
+    if "fingerprint" not in attrs:
+        raise CacheMismatchError(
+            f"cache {path} records no fingerprint, so what it was computed from is unknown "
+            "(built by an older probelab); delete it to rebuild it."
+        )
+    found = json.loads(plain_value(attrs["fingerprint"]))
+    field = first_difference(found, canonical(expected))
+    if field is not None:
+        raise CacheMismatchError(
+            f"cache {path} was computed under other settings: '{field}' is "
+            f"{lookup(found, field)!r} there, but {lookup(canonical(expected), field)!r} is asked "
+            "for; rerun snakemake, which builds the cache these settings call for."
+        )
+
+
+def fingerprint_attrs(fingerprint: Any) -> dict[str, str]:
+    """The attributes a cache records its fingerprint in: the canonical JSON and its digest."""
+    return {
+        "fingerprint": json.dumps(canonical(fingerprint), sort_keys=True),
+        "fingerprint_digest": digest(fingerprint),
+    }
+
+
 @contextmanager
 def atomic_h5(path: str | Path) -> Iterator[Any]:
     """Open a new HDF5 file for writing that appears at `path` only if the block succeeds.
@@ -126,7 +166,10 @@ def open_h5(path: str | Path, required: tuple[str, ...], kind: str) -> Any:
     try:
         h5 = h5py.File(path, "r")
     except OSError as error:
-        raise CacheError(f"{kind} cache {path} is not a readable HDF5 file ({error}).") from error
+        raise CacheError(
+            f"{kind} cache {path} is truncated or not an HDF5 file ({error}); delete it "
+            f"(`rm {path}`) and rerun snakemake so that the workflow rebuilds it."
+        ) from error
     missing = [name for name in required if name not in h5]
     if missing:
         h5.close()
@@ -139,6 +182,17 @@ def open_h5(path: str | Path, required: tuple[str, ...], kind: str) -> Any:
 
 def _strings(dataset: Any) -> np.ndarray:
     return np.asarray(dataset.asstr()[()], dtype=str)
+
+
+def _non_finite_rows(features: np.ndarray, failed: np.ndarray) -> np.ndarray:
+    """Rows of images that decoded (failed rows hold zeros and are never used) with a NaN or an
+    infinite feature."""
+    return np.flatnonzero(~np.isfinite(features).all(axis=1) & ~failed)
+
+
+def _first_ids(ids: Any, rows: np.ndarray, limit: int = 3) -> str:
+    first = ", ".join(repr(str(ids[row])) for row in rows[:limit])
+    return first + (", ..." if len(rows) > limit else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,14 +215,17 @@ def read_image_cache(
     encoder: str | None = None,
     index_hash: str | None = None,
     dim: int | None = None,
+    fingerprint: Any = None,
 ) -> ImageCache:
     """Read an image cache after checking it was built by `encoder`, from the index with
-    `index_hash`, with embedding dimension `dim` (each check skipped when None)."""
+    `index_hash`, with embedding dimension `dim`, under `fingerprint` (the whole of what decides
+    its features; each check skipped when None)."""
     with open_h5(path, IMAGE_DATASETS, "image") as h5:
         attrs = {key: plain_value(value) for key, value in h5.attrs.items()}
         check_attrs(
             path, attrs, {"encoder": encoder, "index_hash": index_hash, "embedding_dim": dim}
         )
+        check_fingerprint(path, attrs, fingerprint)
         ids = _strings(h5["image_id"])
         failed = np.asarray(h5["failed"][()], dtype=bool)
         features = np.asarray(h5["features"][()], dtype=np.float32)
@@ -176,6 +233,13 @@ def read_image_cache(
         raise CacheError(
             f"image cache {path} is inconsistent: features have shape {features.shape} "
             f"for {len(ids)} image ids."
+        )
+    bad = _non_finite_rows(features, failed)
+    if len(bad):
+        raise NonFiniteFeaturesError(
+            f"image cache {path} holds NaN or infinite features for {len(bad)} image(s) "
+            f"(first {_first_ids(ids, bad)}), so it is corrupt or its encoder overflowed; "
+            f"delete it (`rm {path}`) and rerun snakemake to rebuild it."
         )
     return ImageCache(
         image_ids=ids[~failed],
@@ -252,8 +316,18 @@ class ResumableImageCache:
             tmp.write_text(json.dumps(self._meta(), indent=1))
         return 0
 
-    def write_chunk(self, start: int, features: np.ndarray, failed: np.ndarray) -> None:
-        """Save rows start..start+len(features) as one chunk file, atomically."""
+    def write_chunk(
+        self,
+        start: int,
+        features: np.ndarray,
+        failed: np.ndarray,
+        image_ids: Any = None,
+    ) -> None:
+        """Save rows start..start+len(features) as one chunk file, atomically.
+
+        Refuses NaN or infinite features of rows that decoded (`failed` rows are zeros), naming
+        the images by `image_ids` (those of these rows; row numbers when None).
+        """
         expected_rows = min(self.chunk_size, self.n_rows - start)
         if (
             start % self.chunk_size
@@ -264,21 +338,75 @@ class ResumableImageCache:
                 f"chunk at row {start} has features {features.shape} and failed {failed.shape}, "
                 f"expected ({expected_rows}, {self.dim}) at a multiple of {self.chunk_size}."
             )
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+            stored = features.astype(self.dtype)
+        self._refuse_non_finite(start, features, stored, failed, image_ids)
         fd, tmp = tempfile.mkstemp(prefix=".chunk.", suffix=".tmp", dir=self.partial)
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, features=features.astype(self.dtype), failed=failed.astype(bool))
+                np.savez(handle, features=stored, failed=failed.astype(bool))
             os.replace(tmp, self._chunk_file(start))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def finish(self, image_ids: list[str]) -> None:
-        """Assemble the chunks into the HDF5 cache (atomically) and remove the partial folder."""
-        import h5py
+    def _refuse_non_finite(
+        self,
+        start: int,
+        features: np.ndarray,
+        stored: np.ndarray,
+        failed: np.ndarray,
+        image_ids: Any,
+    ) -> None:
+        failed = failed.astype(bool)
+        names = (
+            image_ids if image_ids is not None else [f"row {start + i}" for i in range(len(failed))]
+        )
+        encoder = self.attrs.get("encoder", "?")
+        bad = _non_finite_rows(features, failed)
+        if len(bad):
+            precision = self.attrs.get("precision", "fp32")
+            cause = (
+                f"precision {precision} overflows easily: set encoders.{encoder}.precision to fp32"
+                if precision != "fp32"
+                else "in fp32 this points to broken weights or preprocessing"
+            )
+            raise NonFiniteFeaturesError(
+                f"encoder '{encoder}' output NaN or infinite features for {len(bad)} decoded "
+                f"image(s) of rows {start}-{start + len(failed) - 1} (first "
+                f"{_first_ids(names, bad)}); this comes from the encoder's output, not the image "
+                f"files ({cause}), and nothing was written for these rows."
+            )
+        bad = _non_finite_rows(stored, failed)
+        if len(bad):
+            raise NonFiniteFeaturesError(
+                f"features of {len(bad)} image(s) of rows {start}-{start + len(failed) - 1} "
+                f"(first {_first_ids(names, bad)}) exceed the range of the cache dtype "
+                f"{self.dtype}; set encoders.{encoder}.dtype to float32 (or normalize: true), "
+                "and nothing was written for these rows."
+            )
 
+    def finish(self, image_ids: list[str]) -> None:
+        """Assemble the chunks into the HDF5 cache (atomically) and remove the partial folder.
+
+        When writing fails (a full disk), the chunks stay: a rerun assembles the file from them
+        without encoding again.
+        """
         if len(image_ids) != self.n_rows:
             raise ValueError(f"{len(image_ids)} image ids for a cache of {self.n_rows} rows.")
+        try:
+            self._assemble(image_ids)
+        except OSError as error:
+            raise CacheWriteError(
+                f"could not write image cache {self.path} from the chunks in {self.partial} "
+                f"({error}); the chunks are kept, so rerunning once the cause is fixed (e.g. disk "
+                "space freed) assembles the file without encoding the images again."
+            ) from error
+        shutil.rmtree(self.partial)
+
+    def _assemble(self, image_ids: list[str]) -> None:
+        import h5py
+
         with atomic_h5(self.path) as h5:
             h5.create_dataset(
                 "image_id",
@@ -309,7 +437,6 @@ class ResumableImageCache:
                 "dtype": self.dtype,
             }.items():
                 h5.attrs[key] = value
-        shutil.rmtree(self.partial)
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,9 +494,10 @@ def read_prompt_cache(
     encoder: str | None = None,
     pathologies: list[str] | None = None,
     dim: int | None = None,
+    fingerprint: Any = None,
 ) -> PromptCache:
-    """Read a prompt cache after checking its encoder, its pathologies (same names, same order)
-    and its embedding dimension (each check skipped when None)."""
+    """Read a prompt cache after checking its encoder, its pathologies (same names, same order),
+    its embedding dimension and its fingerprint (each check skipped when None)."""
     with open_h5(path, PROMPT_DATASETS, "prompt") as h5:
         attrs = {key: plain_value(value) for key, value in h5.attrs.items()}
         found_pathologies = _strings(h5["pathologies"]).tolist()
@@ -382,6 +510,7 @@ def read_prompt_cache(
                 "embedding_dim": dim,
             },
         )
+        check_fingerprint(path, attrs, fingerprint)
         cache = PromptCache(
             pathologies=found_pathologies,
             templates=_strings(h5["templates"]).tolist(),
@@ -394,3 +523,40 @@ def read_prompt_cache(
             attrs=attrs,
         )
     return cache
+
+
+# --------------------------------------------------------------------------------------------
+# what the report says about the caches
+
+
+@dataclass
+class CacheOverview:
+    """How many images an image cache holds and which of them could not be decoded."""
+
+    n_images: int
+    failed_ids: list[str]
+
+
+def cache_overview(path: str | Path) -> CacheOverview:
+    """Read only the image ids and failure flags of an image cache (not the features)."""
+    with open_h5(path, IMAGE_DATASETS, "image") as h5:
+        ids = _strings(h5["image_id"])
+        failed = np.asarray(h5["failed"][()], dtype=bool)
+    return CacheOverview(n_images=len(ids), failed_ids=ids[failed].tolist())
+
+
+def failed_images_notice(caches: Mapping[str, str | Path]) -> str | None:
+    """One line per encoder whose existing image cache skipped undecodable images, for the end
+    of a run (None when no cache skipped any)."""
+    lines = []
+    for encoder, path in caches.items():
+        if not Path(path).is_file():
+            continue
+        failed = cache_overview(path).failed_ids
+        if failed:
+            shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
+            lines.append(
+                f"encoder {encoder}: {len(failed)} image(s) could not be decoded and were "
+                f"skipped (on_bad_image: skip): {shown}; summary.md lists them."
+            )
+    return "\n".join(lines) or None

@@ -24,8 +24,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from probelab.cache import ResumableImageCache, write_prompt_cache
+from probelab.cache import (
+    CacheMismatchError,
+    ResumableImageCache,
+    fingerprint_attrs,
+    write_prompt_cache,
+)
 from probelab.cohort import index_hash
+from probelab.fingerprint import (
+    canonical,
+    encoder_fingerprint,
+    first_difference,
+    lookup,
+    prompt_fingerprint,
+)
 from probelab.images import ImageDataset, ImageLoadError, chunk_batches, make_loader
 from probelab.prompts import average_templates, mega_vector, render_prompts
 
@@ -73,6 +85,20 @@ def read_index(index_path: Path) -> pd.DataFrame:
     return index
 
 
+def _check_expected(fingerprint: dict[str, Any], expected: Any, out_path: Path) -> None:
+    """Refuse to write a cache whose settings or files differ from those the workflow planned
+    for it (named in its file name), naming the first field that differs."""
+    if expected is None:
+        return
+    field = first_difference(fingerprint, canonical(expected))
+    if field is not None:
+        raise CacheMismatchError(
+            f"cannot write {out_path}: '{field}' is {lookup(fingerprint, field)!r} now but was "
+            f"{lookup(canonical(expected), field)!r} when the workflow planned this cache (a "
+            "file changed while snakemake ran?); rerun snakemake."
+        )
+
+
 def embed_images(
     index_path: Path,
     out_path: Path,
@@ -80,14 +106,22 @@ def embed_images(
     settings: dict[str, Any],
     embedding: dict[str, Any],
     threads: int | None = None,
+    expected_fingerprint: dict[str, Any] | None = None,
 ) -> EmbedSummary:
     """Encode the images of `index_path` with encoder `encoder_name` (its validated config entry
-    `settings`; shared `embedding` settings) into the image cache `out_path`."""
+    `settings`; shared `embedding` settings) into the image cache `out_path`.
+
+    The cache records the encoder's fingerprint (probelab.fingerprint); `expected_fingerprint`,
+    what the workflow named the file after, must equal the one computed here, so that weights
+    replaced after the DAG was built are refused rather than cached under the old name.
+    """
     import torch
     from tqdm import tqdm
 
     from probelab.encoders import build_encoder
 
+    fingerprint = encoder_fingerprint(encoder_name, settings)
+    _check_expected(fingerprint, expected_fingerprint, out_path)
     if threads:
         torch.set_num_threads(threads)
     index = read_index(index_path)
@@ -98,23 +132,34 @@ def embed_images(
         **encoder.provenance(),
         "index_hash": index_hash(index),
         "precision": encoder.precision,
+        **fingerprint_attrs(fingerprint),
     }
     cache = ResumableImageCache(
         out_path, attrs, n_rows, chunk_size, encoder.embed_dim, settings["dtype"]
     )
     start = cache.resume_row()
 
-    dataset = ImageDataset(
-        index["path"].astype(str).tolist(), encoder.preprocess, encoder.input_shape
-    )
-    batches = list(chunk_batches(start, n_rows, chunk_size, settings["batch_size"]))
-    loader = make_loader(
-        dataset,
-        batches,
-        num_workers=settings["num_workers"],
-        pin_memory=encoder.device == "cuda",
-        prefetch_factor=embedding["prefetch_factor"],
-    )
+    loader: Any = []
+    if start == n_rows:
+        # An earlier run encoded every image but failed while assembling the file (a full disk).
+        log.info(
+            "all %d images of %s are encoded in %s; assembling the file without encoding",
+            n_rows,
+            out_path,
+            cache.partial,
+        )
+    else:
+        dataset = ImageDataset(
+            index["path"].astype(str).tolist(), encoder.preprocess, encoder.input_shape
+        )
+        batches = list(chunk_batches(start, n_rows, chunk_size, settings["batch_size"]))
+        loader = make_loader(
+            dataset,
+            batches,
+            num_workers=settings["num_workers"],
+            pin_memory=encoder.device == "cuda",
+            prefetch_factor=embedding["prefetch_factor"],
+        )
     features = np.zeros((chunk_size, encoder.embed_dim), dtype=np.float32)
     failed = np.zeros(chunk_size, dtype=bool)
     n_failed, began = 0, time.perf_counter()
@@ -145,7 +190,12 @@ def embed_images(
             if last % chunk_size == 0 or last == n_rows:
                 chunk_start = rows[0] // chunk_size * chunk_size
                 size = last - chunk_start
-                cache.write_chunk(chunk_start, features[:size].copy(), failed[:size].copy())
+                cache.write_chunk(
+                    chunk_start,
+                    features[:size].copy(),
+                    failed[:size].copy(),
+                    image_ids=image_ids[chunk_start:last],
+                )
     cache.finish(image_ids)
     seconds = time.perf_counter() - began
     summary = EmbedSummary(
@@ -169,8 +219,10 @@ def embed_prompts(
     pathologies: list[str],
     prompts: dict[str, Any],
     threads: int | None = None,
+    expected_fingerprint: dict[str, Any] | None = None,
 ) -> None:
-    """Embed every template for every pathology with encoder `encoder_name` and write the cache."""
+    """Embed every template for every pathology with encoder `encoder_name` and write the cache
+    (with its fingerprint, checked against `expected_fingerprint` as for embed_images)."""
     if not settings["text"]:
         raise NoTextTowerError(
             f"encoder '{encoder_name}' has no text tower (encoders.{encoder_name}.text is false), "
@@ -181,6 +233,8 @@ def embed_prompts(
 
     from probelab.encoders import build_encoder
 
+    fingerprint = prompt_fingerprint(encoder_name, settings, pathologies, prompts)
+    _check_expected(fingerprint, expected_fingerprint, out_path)
     if threads:
         torch.set_num_threads(threads)
     templates = list(prompts["templates"])
@@ -195,6 +249,7 @@ def embed_prompts(
         "precision": encoder.precision,
         "logit_scale": encoder.logit_scale,
         "logit_bias": encoder.logit_bias,
+        **fingerprint_attrs(fingerprint),
     }
     write_prompt_cache(
         out_path,

@@ -119,6 +119,18 @@ def prompt_fingerprint(
     )
 
 
+def cache_fingerprints(config: dict[str, Any], encoder: str) -> dict[str, Any]:
+    """The fingerprints of an encoder's image and prompt caches under a validated config (the
+    prompt one only for an encoder with a text tower)."""
+    settings = config["encoders"][encoder]
+    prompts = (
+        prompt_fingerprint(encoder, settings, config["pathologies"], config["prompts"])
+        if settings.get("text", True)
+        else None
+    )
+    return {"images": encoder_fingerprint(encoder, settings), "prompts": prompts}
+
+
 def first_difference(found: Any, expected: Any, where: str = "") -> str | None:
     """The dotted name of the first field where two fingerprints differ (None if equal)."""
     if isinstance(found, dict) and isinstance(expected, dict):

@@ -99,11 +99,13 @@ class CohortLayout:
         """The model folder that rule make_demo_encoder writes for a build_from encoder."""
         return f"{self.root}/encoders/{encoder}"
 
-    def image_cache(self, encoder: str) -> str:
-        return f"{self.root}/embeddings/{encoder}.h5"
+    def image_cache(self, encoder: str, fingerprint: str) -> str:
+        """An encoder's image cache, named by the digest of what decides its features
+        (probelab.fingerprint): a changed setting writes a new cache beside the old one."""
+        return f"{self.root}/embeddings/{encoder}/{fingerprint}.h5"
 
-    def prompt_cache(self, encoder: str) -> str:
-        return f"{self.root}/prompts/{encoder}.h5"
+    def prompt_cache(self, encoder: str, fingerprint: str) -> str:
+        return f"{self.root}/prompts/{encoder}/{fingerprint}.h5"
 
     def run_dir(self, encoder: str, model: str, n: str | int, seed: str | int) -> str:
         return f"{self.root}/runs/{encoder}/{model}/n{n}/seed{seed}"
@@ -174,3 +176,28 @@ class SentimentLayout:
 
     def metrics(self, method: str, model: str) -> str:
         return self.method_file(method, model, "metrics.json")
+
+
+def image_cache_of(config: dict[str, Any], encoder: str) -> str:
+    """The image cache the config's settings of `encoder` call for."""
+    from probelab.fingerprint import digest, encoder_fingerprint
+
+    settings = config["encoders"][encoder]
+    return CohortLayout.of(config).image_cache(
+        encoder, digest(encoder_fingerprint(encoder, settings))
+    )
+
+
+def prompt_cache_of(config: dict[str, Any], encoder: str) -> str:
+    """The prompt cache the config's settings of `encoder`, pathologies and prompts call for."""
+    from probelab.fingerprint import digest, prompt_fingerprint
+
+    fingerprint = prompt_fingerprint(
+        encoder, config["encoders"][encoder], config["pathologies"], config["prompts"]
+    )
+    return CohortLayout.of(config).prompt_cache(encoder, digest(fingerprint))
+
+
+def image_caches(config: dict[str, Any]) -> dict[str, str]:
+    """Every configured encoder's image cache, in config order."""
+    return {encoder: image_cache_of(config, encoder) for encoder in config["encoders"]}

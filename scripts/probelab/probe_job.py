@@ -106,10 +106,13 @@ def train_probe(
     pathologies: list[str],
     training: dict[str, Any],
     threads: int,
+    fingerprints: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train every run (its model's settings from `models`, the config's `models` section; one
     subset file and one output folder each) on `threads` CPU threads; return the metrics.json
-    documents written."""
+    documents written. `fingerprints` ("images", "prompts"): what the caches must have been
+    computed under (probelab.fingerprint); a cache built under anything else is refused."""
+    fingerprints = fingerprints or {}
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -117,8 +120,15 @@ def train_probe(
     # NumPy's BLAS (scikit-learn) gets the job's threads too: on small matrices extra threads
     # only fight over the cores the other jobs use.
     with threadpool_limits(limits=threads):
-        table = read_features(image_cache, index, encoder)
-        prompts = read_prompts(prompt_cache, runs, encoder, pathologies, table.features.shape[1])
+        table = read_features(image_cache, index, encoder, fingerprints.get("images"))
+        prompts = read_prompts(
+            prompt_cache,
+            runs,
+            encoder,
+            pathologies,
+            table.features.shape[1],
+            fingerprints.get("prompts"),
+        )
         labels = LabelReader(Path(index), pathologies)
         images = read_evaluation_images(split, table, labels)
         frozen = fit_runs(
@@ -138,10 +148,15 @@ def train_probe(
         )
 
 
-def read_features(image_cache: Path, index: Path, encoder: str) -> FeatureTable:
-    """The image cache of `encoder`, refused unless it was built from this cohort index."""
+def read_features(
+    image_cache: Path, index: Path, encoder: str, fingerprint: Any = None
+) -> FeatureTable:
+    """The image cache of `encoder`, refused unless it was built from this cohort index (and
+    under `fingerprint`, when given)."""
     identity = pd.read_parquet(index, columns=["image_id", "path"])
-    cache = read_image_cache(image_cache, encoder=encoder, index_hash=index_hash(identity))
+    cache = read_image_cache(
+        image_cache, encoder=encoder, index_hash=index_hash(identity), fingerprint=fingerprint
+    )
     return FeatureTable(cache.image_ids, cache.features, cache.failed_ids, Path(image_cache))
 
 
@@ -151,6 +166,7 @@ def read_prompts(
     encoder: str,
     pathologies: list[str],
     dim: int,
+    fingerprint: Any = None,
 ) -> Prompts | None:
     """The prompt vectors of `encoder` when a run's model needs them, else None."""
     prompt_models = [spec.model for spec in runs if needs_prompts(spec.model)]
@@ -161,7 +177,9 @@ def read_prompts(
             f"model '{prompt_models[0]}' needs the prompt cache of encoder '{encoder}', "
             "but none was given."
         )
-    loaded = read_prompt_cache(prompt_cache, encoder=encoder, pathologies=pathologies, dim=dim)
+    loaded = read_prompt_cache(
+        prompt_cache, encoder=encoder, pathologies=pathologies, dim=dim, fingerprint=fingerprint
+    )
     return Prompts(loaded.per_pathology, loaded.mega_vector, loaded.logit_scale, loaded.logit_bias)
 
 

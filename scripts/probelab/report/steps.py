@@ -126,13 +126,15 @@ def write_summary(
     cohort_files: dict[str, Path],
     figures: list[str],
     out: Path,
+    caches: dict[str, Path] | None = None,
 ) -> str:
     """Write summary.md: headline table with intervals, comparisons, figures, data counts,
     encoders, provenance and caveats.
 
     tables: by_setting, ci, comparisons and optionally sentiment (CSV paths); cohort_files:
     index_counts, split, index; figures: file names of the figures (next to summary.md) to link;
-    config: the validated config without report.figures (probelab.report.settings.summary_config).
+    config: the validated config without report.figures (probelab.report.settings.summary_config);
+    caches: each encoder's image cache (its failed images are listed).
     """
     from probelab.report.summary import write_summary_text
 
@@ -147,6 +149,7 @@ def write_summary(
         split_path=cohort_files["split"],
         index_path=cohort_files["index"],
         sentiment=sentiment,
+        caches=caches,
     )
     write_text(out, text)
     log.info("wrote %s (%d lines)", out, text.count("\n"))

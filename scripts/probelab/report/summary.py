@@ -279,6 +279,48 @@ def encoders_section(encoders: dict[str, Any]) -> str:
     )
 
 
+# summary.md lists at most this many undecodable images per encoder; the cache's `failed`
+# dataset holds them all.
+MAX_LISTED_FAILURES = 100
+
+
+def caches_section(caches: dict[str, Path]) -> str:
+    """Which image cache each encoder's runs read (its file name is the digest of the settings
+    its features were computed with) and the images that could not be decoded."""
+    from probelab.cache import cache_overview
+
+    if not caches:
+        return ""
+    rows, failures = [], []
+    for encoder, path in caches.items():
+        overview = cache_overview(path)
+        rows.append([encoder, f"`{path}`", overview.n_images, len(overview.failed_ids)])
+        if overview.failed_ids:
+            listed = overview.failed_ids[:MAX_LISTED_FAILURES]
+            more = len(overview.failed_ids) - len(listed)
+            failures.append(
+                f"- `{encoder}`: {', '.join(listed)}"
+                + (f" and {more} more (dataset `failed` of the cache)" if more else "")
+            )
+    text = [
+        "## Image caches",
+        "",
+        "The features every run of an encoder was trained and evaluated on; the file name is the "
+        "digest of the settings and weights they were computed with.",
+        "",
+        _table(["encoder", "cache", "images", "failed to decode"], rows),
+    ]
+    if failures:
+        text += [
+            "",
+            "Images that could not be decoded were skipped (`on_bad_image: skip`): they are in no "
+            "training, validation or test set of that encoder.",
+            "",
+            *failures,
+        ]
+    return "\n".join(text)
+
+
 def _cell(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return text.replace("|", "\\|")
@@ -393,6 +435,7 @@ def write_summary_text(
     split_path: Path,
     index_path: Path,
     sentiment: pd.DataFrame | None = None,
+    caches: dict[str, Path] | None = None,
 ) -> str:
     report = config["report"]
     order = report["model_order"]
@@ -411,6 +454,7 @@ def write_summary_text(
         sentiment_section(sentiment) if sentiment is not None else "",
         data_section(index_counts, split_path, index_path, config["pathologies"]),
         encoders_section(config.get("encoders", {}) or {}),
+        caches_section(caches or {}),
         provenance_section(config, n_runs),
         caveats_section(config),
     ]
