@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from probelab import __version__
-from probelab.fingerprint import canonical, digest, first_difference, lookup
+from probelab.fingerprint import canonical, describe_mismatch, digest
 from probelab.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,11 @@ def check_fingerprint(path: str | Path, attrs: Mapping[str, Any], expected: Any)
             "(built by an older probelab); delete it to rebuild it."
         )
     found = json.loads(plain_value(attrs["fingerprint"]))
-    field = first_difference(found, canonical(expected))
-    if field is not None:
+    mismatch = describe_mismatch(found, expected, "in the cache", "is asked for")
+    if mismatch:
         raise CacheMismatchError(
-            f"cache {path} was computed under other settings: '{field}' is "
-            f"{lookup(found, field)!r} there, but {lookup(canonical(expected), field)!r} is asked "
-            "for; rerun snakemake, which builds the cache these settings call for."
+            f"cache {path} was computed under other settings: {mismatch}; rerun snakemake, "
+            "which builds the cache these settings call for."
         )
 
 

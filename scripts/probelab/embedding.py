@@ -31,13 +31,7 @@ from probelab.cache import (
     write_prompt_cache,
 )
 from probelab.cohort import index_hash
-from probelab.fingerprint import (
-    canonical,
-    encoder_fingerprint,
-    first_difference,
-    lookup,
-    prompt_fingerprint,
-)
+from probelab.fingerprint import describe_mismatch, encoder_fingerprint, prompt_fingerprint
 from probelab.images import ImageDataset, ImageLoadError, chunk_batches, make_loader
 from probelab.prompts import average_templates, mega_vector, render_prompts
 
@@ -90,12 +84,13 @@ def _check_expected(fingerprint: dict[str, Any], expected: Any, out_path: Path) 
     for it (named in its file name), naming the first field that differs."""
     if expected is None:
         return
-    field = first_difference(fingerprint, canonical(expected))
-    if field is not None:
+    mismatch = describe_mismatch(
+        fingerprint, expected, "now", "when the workflow planned this cache"
+    )
+    if mismatch:
         raise CacheMismatchError(
-            f"cannot write {out_path}: '{field}' is {lookup(fingerprint, field)!r} now but was "
-            f"{lookup(canonical(expected), field)!r} when the workflow planned this cache (a "
-            "file changed while snakemake ran?); rerun snakemake."
+            f"cannot write {out_path}: {mismatch} (a file changed while snakemake ran?); "
+            "rerun snakemake."
         )
 
 

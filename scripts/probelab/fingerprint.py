@@ -59,20 +59,21 @@ _content_memo: dict[tuple[str, int, int], str] = {}
 
 def content_digest(path: str | Path) -> str:
     """sha256 of a file's bytes, or of a folder's files (relative names and bytes, in sorted
-    order). Memoised per process by (path, size, mtime)."""
+    order). A file's digest is memoised per process by (path, size, mtime); a folder is listed
+    every time, since a file added deep inside it does not change its own mtime."""
     path = Path(path)
+    sha = hashlib.sha256()
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            sha.update(str(file.relative_to(path)).encode() + b"\0")
+            sha.update(content_digest(file).encode())
+        return sha.hexdigest()[:16]
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _content_memo:
-        sha = hashlib.sha256()
-        if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                sha.update(str(file.relative_to(path)).encode() + b"\0")
-                sha.update(content_digest(file).encode())
-        else:
-            with open(path, "rb") as handle:
-                while block := handle.read(_READ_BYTES):
-                    sha.update(block)
+        with open(path, "rb") as handle:
+            while block := handle.read(_READ_BYTES):
+                sha.update(block)
         _content_memo[key] = sha.hexdigest()[:16]
     return _content_memo[key]
 
@@ -142,6 +143,19 @@ def first_difference(found: Any, expected: Any, where: str = "") -> str | None:
                 return inner
         return None
     return None if found == expected else where.rstrip(".") or "(value)"
+
+
+def describe_mismatch(found: Any, expected: Any, found_as: str, expected_as: str) -> str | None:
+    """How two fingerprints differ, as a phrase naming the first differing field and both values
+    ("'settings.normalize' is True in the cache but False is asked for"); None when equal."""
+    found, expected = canonical(found), canonical(expected)
+    field = first_difference(found, expected)
+    if field is None:
+        return None
+    return (
+        f"'{field}' is {lookup(found, field)!r} {found_as} but {lookup(expected, field)!r} "
+        f"{expected_as}"
+    )
 
 
 def lookup(fingerprint: Any, dotted: str) -> Any:
