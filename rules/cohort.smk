@@ -79,7 +79,9 @@ rule subset:
         index=rules.index_images.output.index,
         split=rules.split.output[0],
     output:
-        PATHS.subset("{n}", "{seed}"),
+        ids=PATHS.subset("{n}", "{seed}"),
+        # the subset's no-finding share and prevalences, read by the report (learning curves)
+        mix=PATHS.subset_mix("{n}", "{seed}"),
     log:
         f"{LOGS}/subset/n{{n}}_seed{{seed}}.log",
     benchmark:
@@ -93,6 +95,7 @@ rule subset:
     params:
         pathologies=config["pathologies"],
         no_finding_share=config["subsets"]["no_finding_share"],
+        policy=config["subsets"]["policy"],
     script:
         "../scripts/subset.py"
 

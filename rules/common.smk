@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from probelab.cohort import data_manifest
-from probelab.config import enabled_models
+from probelab.config import enabled_models, encoder_models
 from probelab.fingerprint import (
     cache_fingerprints,
     encoder_fingerprint,
@@ -170,11 +170,12 @@ def probe_models() -> list[str]:
 
 
 def run_outputs(name: str) -> list[str]:
-    """One file of every run folder (encoder x model x subset size x seed)."""
+    """One file of every run folder (encoder x model x subset size x seed); an encoder without a
+    text tower skips the models that read prompt embeddings."""
     return [
         PATHS.run_file(encoder, model, n, seed, name)
         for encoder in encoder_names()
-        for model in probe_models()
+        for model in encoder_models(config, encoder)
         for n in subset_sizes()
         for seed in subset_seeds()
     ]
@@ -189,21 +190,39 @@ JOB = {"size": "{encoder}/{model}/n{n}", "model": "{encoder}/{model}", "encoder"
 
 
 def job_models(wildcards) -> list[str]:
-    return probe_models() if SCOPE == "encoder" else [wildcards.model]
+    if SCOPE == "encoder":
+        return encoder_models(config, wildcards.encoder)
+    return [wildcards.model]
+
+
+def image_only_models() -> list[str]:
+    """The enabled models an encoder without a text tower runs."""
+    return [model for model in probe_models() if not needs_prompts(model)]
+
+
+def job_encoders(text: bool) -> list[str]:
+    """The encoders whose jobs rule train_probe (text=True) or train_probe_image_only (False)
+    trains. Only job_scope encoder needs two rules (one job's outputs list every model of the
+    encoder); otherwise train_probe trains every encoder's jobs."""
+    if SCOPE != "encoder":
+        return encoder_names() if text else []
+    with_text = text_encoder_names()
+    return [name for name in encoder_names() if (name in with_text) == text]
 
 
 def job_sizes(wildcards) -> list[str]:
     return [wildcards.n] if SCOPE == "size" else subset_sizes()
 
 
-def job_run_files(name: str) -> list[str]:
-    """One file of every run folder of a job, with the job's wildcards left in."""
+def job_run_files(name: str, text: bool = True) -> list[str]:
+    """One file of every run folder of a job, with the job's wildcards left in (text=False: the
+    job of an encoder without a text tower, in job_scope encoder)."""
     pattern = PATHS.run_file("{encoder}", "{model}", "{n}", "{seed}", name)
     spread = {"seed": subset_seeds()}
     if SCOPE != "size":
         spread["n"] = subset_sizes()
     if SCOPE == "encoder":
-        spread["model"] = probe_models()
+        spread["model"] = probe_models() if text else image_only_models()
     return expand(pattern, **spread, allow_missing=True)
 
 

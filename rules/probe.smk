@@ -23,7 +23,7 @@ rule train_probe:
         f"{BENCHMARKS}/train_probe/{JOB}.tsv"
     wildcard_constraints:
         model=one_of(probe_models()),
-        encoder=one_of(encoder_names()),
+        encoder=one_of(job_encoders(text=True)),
     conda:
         "../envs/probe.yaml"
     threads: config["training"]["threads"]
@@ -39,6 +39,20 @@ rule train_probe:
         training=config["training"],
     script:
         "../scripts/train_probe.py"
+
+
+# With job_scope encoder, an encoder without a text tower trains every model but those that read
+# prompt embeddings, so its one job lists other outputs.
+use rule train_probe as train_probe_image_only with:
+    output:
+        metrics=job_run_files("metrics.json", text=False),
+        predictions_val=job_run_files("predictions_val.parquet", text=False),
+        predictions_test=job_run_files("predictions_test.parquet", text=False),
+        history=job_run_files("history.csv", text=False),
+        model=job_run_files("model.pt", text=False),
+    wildcard_constraints:
+        model=one_of(image_only_models()),
+        encoder=one_of(job_encoders(text=False)),
 
 
 rule probes:

@@ -36,6 +36,7 @@ rule aggregate:
             labels={"table": "mean and std over seeds"},
         ),
         history=report_table("history"),
+        pathologies=report_table("pathologies"),
     log:
         f"{REPORT_LOGS}/aggregate.log",
     benchmark:
@@ -56,6 +57,8 @@ rule bootstrap:
     input:
         predictions=run_outputs("predictions_test.parquet"),
         metrics=run_outputs("metrics.json"),
+        # the training mix of every size, which the learning curves mark where it differs
+        mixes=[PATHS.subset_mix(n, seed) for n in subset_sizes() for seed in subset_seeds()],
         split=PATHS.split,
     output:
         ci=report(
@@ -158,6 +161,7 @@ for _figure in figure_names(config):
 rule summary:
     input:
         **summary_inputs(),
+        pathologies=report_table("pathologies"),
     output:
         report(
             PATHS.summary,

@@ -1,5 +1,6 @@
 """Aggregate run folders into the report's tables: metrics.csv (every metric row of every run),
-summary_by_setting.csv (mean, std and count over seeds) and history.csv (training histories)."""
+summary_by_setting.csv (mean, std and count over seeds), history.csv (training histories) and
+pathologies.csv (which pathologies each run evaluated, and why not the others)."""
 
 # No `from __future__` import: Snakemake prepends its preamble to step scripts.
 from pathlib import Path
@@ -16,7 +17,8 @@ def main(argv: list[str] | None = None) -> None:
         positional={"runs": {"type": Path, "nargs": "+", "help": "run folders"}},
     )
     paths = CohortLayout.of(config)
-    tables = [Path(paths.report_table(key)) for key in ("metrics", "by_setting", "history")]
+    keys = ("metrics", "by_setting", "history", "pathologies")
+    tables = [Path(paths.report_table(key)) for key in keys]
     aggregate(args.runs, config["cohort"], *tables)
 
 
@@ -28,6 +30,7 @@ if "snakemake" in globals():
         Path(snakemake.output.metrics),
         Path(snakemake.output.by_setting),
         Path(snakemake.output.history),
+        Path(snakemake.output.pathologies),
     )
 elif __name__ == "__main__":
     main()

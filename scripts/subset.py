@@ -1,5 +1,5 @@
-"""Balanced training subsets: results/{cohort}/subsets/n{n}/seed{seed}.txt
-(algorithm: probelab.subsets)."""
+"""Training subsets: results/{cohort}/subsets/n{n}/seed{seed}.txt and their label mix
+seed{seed}.json (config subsets.policy: balanced or stratified; algorithm: probelab.subsets)."""
 
 # No `from __future__` import: Snakemake prepends its preamble to step scripts.
 from pathlib import Path
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         args.seed,
         args.out,
         config["subsets"]["no_finding_share"],
+        config["subsets"]["policy"],
     )
 
 
@@ -41,8 +42,10 @@ if "snakemake" in globals():
         snakemake.params.pathologies,
         snakemake.wildcards.n,
         int(snakemake.wildcards.seed),
-        Path(snakemake.output[0]),
+        Path(snakemake.output.ids),
         snakemake.params.no_finding_share,
+        snakemake.params.policy,
+        Path(snakemake.output.mix),
     )
 elif __name__ == "__main__":
     main()

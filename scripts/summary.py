@@ -9,7 +9,7 @@ from probelab.layout import CohortLayout, image_caches
 from probelab.report.settings import summary_config, summary_figures
 from probelab.report.steps import write_summary
 
-TABLES = ("by_setting", "ci", "comparisons", "sentiment")
+TABLES = ("by_setting", "ci", "comparisons", "pathologies", "sentiment")
 COHORT_FILES = ("index_counts", "split", "index")
 CACHE = "cache_"  # input name prefix of an encoder's image cache
 

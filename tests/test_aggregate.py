@@ -26,6 +26,7 @@ from probelab.report.aggregate import (
     sentiment_table,
     size_order,
     summarise_by_setting,
+    write_table,
 )
 from probelab.report.settings import (
     figure_names,
@@ -281,7 +282,7 @@ def test_comparison_reference_must_be_a_model_that_is_run():
     with pytest.raises(
         ConfigError,
         match=r"report.comparisons.reference' is invalid: model 'weighted_sum' is not run "
-        r"\(enabled models: baseline_mlp, two_branch_concat, linear_probe, zero_shot\)",
+        r"\(enabled models: baseline_mlp, two_branch_concat, [a-z_, ]*zero_shot[a-z_, ]*\)",
     ):
         config = _config(comparisons={"reference": "weighted_sum"})
         config["models"]["weighted_sum"]["enabled"] = False
@@ -348,7 +349,9 @@ def test_summary_md_from_hand_made_runs(runs, tmp_path):
         and "| listed but missing on disk | 7 |" in text
     )
     assert "| test | 72 | 24 |" in text  # images and patients of the test split
-    assert "Possible overlap with NIH in pretraining.** enc_a" in text and "Label noise" in text
+    assert "Possible overlap with NIH in pretraining.** enc_a" in text
+    # the cohort's caveats come from its config (the demo's says it is synthetic), no others
+    assert "**Demo data.** The cohort is synthetic" in text and "text-mined" not in text
     assert f"Config hash `{config_hash(summary_config(config))}`" in text
     assert re.search(r"\| pandas \| \d+\.\d+", text)
 
@@ -358,3 +361,142 @@ def test_summary_md_from_hand_made_runs(runs, tmp_path):
     ):
         steps.write_summary(summary_config(config), tables, cohort, [], tmp_path / "other.md")
     assert not (tmp_path / "other.md").exists()
+
+
+HERNIA_REASON = "0 positives in validation (min_positives 1); not trained"
+EFFUSION_REASON = "0 positives in test (min_positives 1); trained, not evaluated"
+
+
+def _with_scope(runs: list[Path], root: Path) -> list[Path]:
+    """Copies of the run folders whose metrics.json record the evaluation scope: at n = 10 Hernia
+    has no validation positive (excluded, its rows null); at n = all every pathology counts."""
+    folders = []
+    for folder in runs:
+        copy_folder = root / folder.relative_to(folder.parents[4])
+        copy_folder.mkdir(parents=True)
+        (copy_folder / "history.csv").write_text((folder / "history.csv").read_text())
+        metrics = json.loads((folder / "metrics.json").read_text())
+        small = str(metrics["run"]["n"]) == "10"
+        metrics["evaluated_pathologies"] = PATHOLOGIES[:2] if small else PATHOLOGIES
+        metrics["excluded_pathologies"] = {"Hernia": HERNIA_REASON} if small else {}
+        if (metrics["run"]["model"], metrics["run"]["n"], metrics["run"]["seed"]) == (
+            "linear_probe",
+            "all",
+            0,
+        ):  # one run whose test split would lack Effusion positives
+            metrics["evaluated_pathologies"] = ["Atelectasis", "Hernia"]
+            metrics["excluded_pathologies"] = {"Effusion": EFFUSION_REASON}
+        metrics["positives"] = {
+            split: {
+                p: (0 if small and p == "Hernia" and split != "test" else 4) for p in PATHOLOGIES
+            }
+            for split in ("train", "val", "test")
+        }
+        if small:
+            metrics["thresholds"]["Hernia"] = None
+            for row in metrics["metrics"]:
+                if row["pathology"] == "Hernia":
+                    row["value"] = None
+        (copy_folder / "metrics.json").write_text(json.dumps(metrics))
+        folders.append(copy_folder)
+    return folders
+
+
+def _hand_made_ci(by_setting: pd.DataFrame) -> pd.DataFrame:
+    rows = by_setting[
+        (by_setting["split"] == "test")
+        & (by_setting["pathology"] == "macro")
+        & by_setting["policy"].isin(["tuned"])
+        & by_setting["metric"].isin(["auroc", "f1"])
+    ]
+    return rows.assign(
+        estimate=rows["mean"],
+        ci_low=rows["mean"] - 0.05,
+        ci_high=rows["mean"] + 0.05,
+        resamples=100,
+        confidence=0.95,
+    )[
+        [
+            "encoder",
+            "model",
+            "n",
+            "n_train",
+            "policy",
+            "metric",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "n_seeds",
+            "resamples",
+            "confidence",
+        ]
+    ]
+
+
+def test_summary_lists_the_labels_that_cannot_be_evaluated(runs, tmp_path):
+    folders = _with_scope(runs, tmp_path / "runs")
+    out = tmp_path / "report"
+    tables = {key: out / f"{key}.csv" for key in ("by_setting", "ci", "comparisons", "pathologies")}
+    steps.aggregate(
+        folders,
+        "demo",
+        out / "metrics.csv",
+        tables["by_setting"],
+        out / "history.csv",
+        tables["pathologies"],
+    )
+    scope = read_table(tables["pathologies"])
+    assert len(scope) == len(folders) * len(PATHOLOGIES)
+    hernia_small = scope[(scope["pathology"] == "Hernia") & (scope["n"] == "10")]
+    assert not hernia_small["evaluated"].any() and set(hernia_small["reason"]) == {HERNIA_REASON}
+    assert (hernia_small["val_positives"] == 0).all()
+    assert scope.loc[scope["n"] == "all", "evaluated"].sum() == 9 * 3 - 1  # Effusion in one run
+    # macro rows stay as the runs wrote them: over the evaluated pathologies only
+    by_setting = read_table(tables["by_setting"])
+    write_table(tables["ci"], _hand_made_ci(by_setting))
+    pd.DataFrame(columns=["encoder", "model", "n", "policy", "metric"]).to_csv(
+        tables["comparisons"], index=False
+    )
+    config = validate_config(_config())
+    config["pathologies"] = PATHOLOGIES
+    config["report"]["headline_size"] = "10"
+    results = runs[0].parents[4]
+    cohort = {
+        "index_counts": results / "index_counts.json",
+        "split": results / "split.parquet",
+        "index": results / "index.parquet",
+    }
+    text = steps.write_summary(summary_config(config), tables, cohort, [], out / "summary.md")
+
+    # one rule, stated where the macro metrics are, and the count each macro averages over
+    assert (
+        "Macro metrics (AUROC, AP, precision, recall, F1) average over the *evaluated* "
+        "pathologies of each run: those with at least 1 positive image and one negative in the "
+        "run's training subset, in validation and in test (`training.min_positives` = 1)"
+    ) in text
+    assert "| macro AUROC | macro F1 | seeds | every metric over (evaluated pathologies) |" in text
+    assert re.search(r"\| enc_a \| baseline_mlp \| [^\n]* \| 3 \| 2 of 3 \|", text)
+    # the positives table: per split, and the fewest training positives of each size's runs
+    assert "| pathology | present | train split | val split | test split | n = 10: fewest |" in text
+    assert re.search(r"\| Hernia \| \d+ \| \d+ \| \d+ \| \d+ \| 0 ✗ \| 4 \| 9 of 18 \|", text)
+    # the section that lists them, with the reason the job log and metrics.json give
+    section = text.split("## Labels that cannot be evaluated", 1)[1].split("\n## ", 1)[0]
+    assert f"| Hernia | 10 | 0, 1, 2 | all 9 | {HERNIA_REASON} |" in section
+    assert f"| Effusion | all (72) | 0 | 1 of 9 (enc_a; linear_probe) | {EFFUSION_REASON} |" in (
+        section
+    )
+    assert "Atelectasis" not in section.split("| pathology |", 1)[1]
+
+
+def test_a_cohort_caveat_is_printed_only_for_the_cohort_that_has_it(runs, tmp_path):
+    from probelab.report.summary import caveats_section
+
+    demo = validate_config(_config())
+    nih = yaml.safe_load((REPO / "configs" / "nih.yaml").read_text())
+    assert "text-mined" not in caveats_section(demo)
+    assert "**Demo data.**" in caveats_section(demo)
+    with_nih = {**demo, "cohort_caveats": nih["cohort_caveats"]}
+    text = caveats_section(with_nih)
+    assert "**Label noise.** NIH ChestX-ray14 labels were text-mined" in text
+    assert "Demo data" not in text
+    assert "Demo data" not in caveats_section({**demo, "cohort_caveats": []})

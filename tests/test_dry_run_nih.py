@@ -75,7 +75,7 @@ def test_nih_dry_run_plans_the_full_matrix(nih_dry_run):
     models = [name for name, settings in config["models"].items() if settings.get("enabled", True)]
     sizes = [str(n) for n in config["subsets"]["sizes"]]
     seeds = [str(s) for s in config["subsets"]["seeds"]]
-    assert (len(encoders), len(models), len(sizes), len(seeds)) == (3, 5, 7, 5)
+    assert (len(encoders), len(models), len(sizes), len(seeds)) == (3, 9, 7, 5)
 
     # Cohort and embedding stages: once per cohort, per (size, seed), per encoder.
     assert per_rule["index_images"] == 1 and per_rule["split"] == 1
@@ -95,7 +95,7 @@ def test_nih_dry_run_plans_the_full_matrix(nih_dry_run):
     )
     expected = {(e, m, n, s) for e in encoders for m in models for n in sizes for s in seeds}
     assert set(runs) == expected and set(runs.values()) == {1}
-    assert len(expected) == 525
+    assert len(expected) == 945
     assert per_rule["train_probe"] == len(encoders) * len(models) * len(sizes)
 
     # The report is built once from all runs.

@@ -95,6 +95,95 @@ def test_learning_curves(tables, settings, tmp_path):
     assert all(len(ax.collections) >= 3 for ax in axes)
 
 
+def _with_mix(ci, policy: str, shares: dict[str, float], prevalences: dict[str, float]):
+    return ci.assign(
+        subset_policy=policy,
+        train_no_finding_share=ci["n"].map(shares),
+        train_mean_prevalence=ci["n"].map(prevalences),
+    )
+
+
+def _band_tops(ax) -> list[float]:
+    """The upper edge of every band of a panel (fill_between polygons), as drawn."""
+    tops = []
+    for collection in ax.collections:
+        for path in collection.get_paths():
+            tops.append(float(path.vertices[:, 1].max()))
+    return tops
+
+
+def test_learning_curve_bands_resample_seeds_and_patients(tables, settings, tmp_path):
+    ci = read_table(tables["ci"])
+    figure = figures.learning_curves(
+        read_table(tables["by_setting"]), ci, _outputs(tmp_path, "lc"), settings, "tuned"
+    )
+    assert "band = 95% interval over seeds and test patients" in figure._suptitle.get_text()
+    ax = figure.axes[0]  # enc_a, macro AUROC
+    rows = ci[(ci["encoder"] == "enc_a") & (ci["metric"] == "auroc") & (ci["policy"] == "tuned")]
+    expected = sorted(rows.groupby("model")["ci_high_seeds"].max().round(9))
+    assert sorted(np.round(_band_tops(ax), 9)) == expected
+    # an old table without the seeds columns: the patient interval, and the title says so
+    old = ci.drop(columns=["ci_low_seeds", "ci_high_seeds"])
+    figure = figures.learning_curves(
+        read_table(tables["by_setting"]), old, _outputs(tmp_path, "old"), settings, "tuned"
+    )
+    assert "patient-bootstrap interval" in figure._suptitle.get_text()
+
+
+def test_a_size_with_another_training_mix_is_marked(tables, settings, tmp_path):
+    """Balanced sampling: 10 and 30 hold 20 % no-finding images, `all` the natural 61 %: that
+    point gets a hollow marker and a dashed segment, and the title gives both mixes."""
+    shares = {"10": 0.2, "30": 0.2, "all": 0.61}
+    prevalences = {"10": 0.099, "30": 0.1, "all": 0.040}
+    ci = _with_mix(read_table(tables["ci"]), "balanced", shares, prevalences)
+    paths = _outputs(tmp_path, "learning_curves")
+    figure = figures.learning_curves(read_table(tables["by_setting"]), ci, paths, settings, "tuned")
+    title = figure._suptitle.get_text()
+    assert "Hollow marker, dashed line: training mix differs from the balanced mix" in title
+    assert (
+        "(balanced sampling; no-finding share, mean prevalence: all (72): 0.61, 0.040 vs " in title
+    )
+    assert "vs 0.20, 0.100)" in title
+    assert "different training mix" in _legend_labels(figure)
+    ax = figure.axes[0]
+    hollow = [
+        line
+        for line in ax.lines
+        if line.get_marker() == "o" and line.get_markerfacecolor() in ("white", (1, 1, 1, 1))
+    ]
+    assert hollow and all(list(line.get_xdata()) == [72] for line in hollow)
+    dashed = [
+        line for line in ax.lines if line.get_linestyle() == "--" and len(line.get_xdata()) == 2
+    ]
+    assert dashed and all(list(line.get_xdata()) == [30, 72] for line in dashed)
+    solid = [
+        line for line in ax.lines if line.get_linestyle() == "-" and len(line.get_xdata()) == 2
+    ]
+    assert solid and all(list(line.get_xdata()) == [10, 30] for line in solid)
+    assert "training mix differs" in paths[0].read_text()
+
+
+def test_no_point_is_marked_when_every_size_shares_the_mix(tables, settings, tmp_path):
+    natural = {"10": 0.6, "30": 0.62, "all": 0.61}
+    prevalences = {"10": 0.041, "30": 0.039, "all": 0.040}
+    ci = _with_mix(read_table(tables["ci"]), "stratified", natural, prevalences)
+    figure = figures.learning_curves(
+        read_table(tables["by_setting"]), ci, _outputs(tmp_path, "lc"), settings, "tuned"
+    )
+    assert "training mix differs" not in figure._suptitle.get_text()
+    assert all(
+        line.get_linestyle() != "--" or len(line.get_xdata()) != 2 for line in figure.axes[0].lines
+    )
+    # stratified sampling, but one size's mix is off after all: it is marked
+    assert figures.mix_outliers(_with_mix(ci, "stratified", {**natural, "10": 0.3}, prevalences))[
+        0
+    ] == {"10"}
+    # balanced sampling whose `all` happens to hold the same mix: nothing to mark
+    assert figures.mix_outliers(_with_mix(ci, "balanced", natural, prevalences)) == (set(), "")
+    # no mix files: nothing known, nothing marked
+    assert figures.mix_outliers(read_table(tables["ci"])) == (set(), "")
+
+
 def test_auroc_heatmap(tables, settings, tmp_path):
     paths = _outputs(tmp_path, "auroc_heatmap")
     figure = figures.auroc_heatmap(

@@ -103,3 +103,19 @@ def test_fusion_head_without_mega_vector_is_refused() -> None:
 def test_unknown_head_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown neural head 'resnet'"):
         build_head("resnet", IMAGE_DIM, N_PATHOLOGIES, PARAMS)
+
+
+@pytest.mark.parametrize("name", ["two_branch_concat", "weighted_sum"])
+def test_the_fusion_heads_prompt_input_cannot_change_their_predictions_in_training(
+    name: str, mega_vector: torch.Tensor
+) -> None:
+    """The mega-vector is the same for every image: the prompt path adds a constant, and the
+    BatchNorm after it subtracts the batch mean, so any other vector gives the same logits (no
+    dropout, so that no per-row mask differs)."""
+    params = {**PARAMS, "dropout": 0.0}
+    torch.manual_seed(0)
+    real = build_head(name, IMAGE_DIM, N_PATHOLOGIES, params, mega_vector).train()
+    other = build_head(name, IMAGE_DIM, N_PATHOLOGIES, params, torch.zeros_like(mega_vector))
+    other.load_state_dict({**real.state_dict(), "mega_vector": torch.zeros(1, mega_vector.numel())})
+    images = torch.randn(BATCH, IMAGE_DIM)
+    torch.testing.assert_close(real(images), other.train()(images), atol=1e-5, rtol=1e-5)

@@ -1,4 +1,5 @@
-"""Metrics against values computed by hand on a tiny example, thresholds, and the baselines."""
+"""Metrics against values computed by hand on a tiny example, thresholds, the baselines, logits
+against saturated probabilities, and the rule of which pathologies are evaluated."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ import math
 
 import numpy as np
 import pytest
+from scipy.special import expit
+from sklearn.metrics import roc_auc_score
 
-from probelab.metrics import baseline_rows, evaluate, f1_optimal_threshold, tune_thresholds
+from probelab.metrics import (
+    baseline_rows,
+    evaluate,
+    f1_optimal_threshold,
+    label_counts,
+    label_exclusions,
+    tune_thresholds,
+)
 
 PATHOLOGIES = ["A", "B", "C"]
 # C has no positive: its AUROC and average precision are undefined.
@@ -89,16 +99,19 @@ def test_auroc_and_average_precision_by_hand_with_an_undefined_pathology(rows: l
         0.5
     )  # 2 of 4 positive-negative pairs ordered
     assert lookup(rows, "auroc", "C") is None
-    assert lookup(rows, "auroc", "macro") == pytest.approx(
-        0.75
-    )  # over the defined pathologies only
+    # C is evaluated (the default: all) but undefined: the macro is undefined too, never an
+    # average over fewer pathologies than it says
+    assert lookup(rows, "auroc", "macro") is None
+    assert lookup(rows, "average_precision", "macro") is None
     assert lookup(rows, "auroc", "micro") == pytest.approx(
         25.5 / 32
     )  # pooled cells, one tie at 0.4
     assert lookup(rows, "average_precision", "A") == pytest.approx(1.0)
     assert lookup(rows, "average_precision", "B") == pytest.approx((1 / 2 + 2 / 3) / 2)
     assert lookup(rows, "average_precision", "C") is None
-    assert lookup(rows, "average_precision", "macro") == pytest.approx((1 + 7 / 12) / 2)
+    evaluated = evaluate("test", TRUTH, SCORES, {"t0.5": 0.5}, PATHOLOGIES, evaluated=["A", "B"])
+    assert lookup(evaluated, "auroc", "macro") == pytest.approx(0.75)
+    assert lookup(evaluated, "average_precision", "macro") == pytest.approx((1 + 7 / 12) / 2)
 
 
 def test_all_auroc_undefined_gives_null_macro() -> None:
@@ -134,8 +147,12 @@ def test_per_pathology_thresholds_apply_per_column() -> None:
 
 def test_f1_optimal_thresholds_by_hand() -> None:
     thresholds = tune_thresholds(TRUTH, SCORES)
-    # A: >= 0.6 separates perfectly; B: >= 0.4 gives F1 0.8 (the best); C: no positive -> 0.5
-    np.testing.assert_allclose(thresholds, [0.6, 0.4, 0.5])
+    # A: >= 0.6 separates perfectly; B: >= 0.4 gives F1 0.8 (the best); C: no positive -> logit 0
+    np.testing.assert_allclose(thresholds, [0.6, 0.4, 0.0])
+    # a pathology without logits (not trained) gets no threshold
+    untrained = SCORES.copy()
+    untrained[:, 2] = np.nan
+    assert np.isnan(tune_thresholds(TRUTH, untrained)[2])
     assert f1_optimal_threshold(np.array([0, 0, 1]), np.array([0.1, 0.2, 0.3])) == pytest.approx(
         0.3
     )
@@ -174,3 +191,68 @@ def test_prevalence_baseline_is_seeded_and_uses_training_prevalence() -> None:
     assert lookup(
         [r for r in first if r["policy"] == "prevalence"], "recall", "micro"
     ) == pytest.approx(0.5, abs=0.06)
+
+
+def test_saturated_zero_shot_scores_are_ranked_and_thresholded_on_logits() -> None:
+    """CLIP-type zero-shot: logit scale 100, no bias. sigmoid(100 cos) is exactly 1.0 in float64
+    from cos >= 0.368, so probabilities tie where the logits (and the raw cosines) do not."""
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = (rng.random((n, 2)) < 0.3).astype(int)
+    cosine = 0.33 + 0.06 * truth + rng.normal(0, 0.06, (n, 2))
+    logits = 100.0 * cosine
+    probs = expit(logits)
+    assert (probs == 1.0).mean() > 0.3  # saturated: a third of the probabilities tie at 1.0
+    rows = evaluate("test", truth, logits, {"t0.5": 0.0}, ["X", "Y"])
+    for k, name in enumerate(("X", "Y")):
+        on_cosine = roc_auc_score(truth[:, k], cosine[:, k])
+        assert lookup(rows, "auroc", name) == pytest.approx(on_cosine, abs=1e-12)
+        assert roc_auc_score(truth[:, k], probs[:, k]) < on_cosine - 0.01  # what the ties cost
+
+    # thresholds tuned on logits can fall among the images whose probabilities all read 1.0
+    def f1_at(scores: np.ndarray) -> float:
+        predicted = scores >= f1_optimal_threshold(truth[:, 0], scores)
+        hits = (predicted & (truth[:, 0] == 1)).sum()
+        return 2 * hits / (predicted.sum() + truth[:, 0].sum())
+
+    assert f1_at(logits[:, 0]) == pytest.approx(f1_at(cosine[:, 0]))
+    assert f1_at(logits[:, 0]) >= f1_at(probs[:, 0])
+
+
+def test_the_evaluation_rule_names_each_failing_split() -> None:
+    train = np.array([[1, 1, 0, 1], [0, 1, 0, 1], [0, 0, 0, 1]])
+    val = np.array([[1, 0, 1, 1], [0, 1, 0, 0]])
+    test = np.array([[1, 1, 1, 0], [1, 0, 0, 1]])
+    counts = {"train": label_counts(train), "val": label_counts(val), "test": label_counts(test)}
+    assert label_exclusions(counts, ["A", "B", "C", "D"], 1) == {
+        "A": "no negative in test (min_positives 1)",
+        "C": "0 positives in the training subset (min_positives 1)",
+        "D": "no negative in the training subset (min_positives 1)",
+    }
+    assert label_exclusions(counts, ["A", "B", "C", "D"], 2)["B"] == (
+        "1 positive in validation, 1 positive in test (min_positives 2)"
+    )
+
+
+def test_macro_metrics_average_exactly_the_evaluated_pathologies() -> None:
+    """A pathology without validation positives: excluded, its rows null, the macros (and pooled
+    metrics) over the rest equal the metrics computed without it."""
+    rng = np.random.default_rng(3)
+    truth = (rng.random((60, 3)) < 0.4).astype(int)
+    truth[:, 1] = 0  # B: no positive in this split
+    logits = rng.normal(size=(60, 3)) + 2 * truth
+    everything = evaluate("val", truth, logits, {"t0.5": 0.0}, PATHOLOGIES, ["A", "C"])
+    without_b = evaluate("val", truth[:, [0, 2]], logits[:, [0, 2]], {"t0.5": 0.0}, ["A", "C"])
+    for metric in ("auroc", "average_precision", "precision", "recall", "f1"):
+        assert lookup(everything, metric, "B") is None
+        for pathology in ("macro", "micro", "A", "C"):
+            assert lookup(everything, metric, pathology) == pytest.approx(
+                lookup(without_b, metric, pathology)
+            ), (metric, pathology)
+    for metric in ("exact_match", "hamming_loss"):
+        assert lookup(everything, metric, "micro") == lookup(without_b, metric, "micro")
+    # nothing evaluated: every summary is undefined, nothing is averaged over nothing
+    nothing = evaluate("val", truth, logits, {"t0.5": 0.0}, PATHOLOGIES, [])
+    assert all(r["value"] is None for r in nothing)
+    baseline = baseline_rows("val", truth, truth.mean(axis=0), PATHOLOGIES, 0, ["A", "C"])
+    assert lookup([r for r in baseline if r["policy"] == "all_negative"], "auroc", "B") is None

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, run_snakemake
+from sklearn.metrics import roc_auc_score
 
 import probelab.probe
 from probelab import probe_job
@@ -183,7 +184,14 @@ def test_each_model_writes_a_complete_run_folder(
             and document["run"]["n"] == 30
             and document["run"]["n_train"] == 30
         )
-        assert set(document["thresholds"]) == set(PATHOLOGIES)
+        assert set(document["thresholds"]) == set(document["logit_thresholds"]) == set(PATHOLOGIES)
+        for name in PATHOLOGIES:  # the probability threshold is the sigmoid of the logit one
+            logit = document["logit_thresholds"][name]
+            assert document["thresholds"][name] == pytest.approx(1 / (1 + math.exp(-logit)))
+        assert document["evaluated_pathologies"] == PATHOLOGIES
+        assert document["excluded_pathologies"] == {}
+        assert set(document["positives"]) == {"train", "val", "test"}
+        assert document["run"]["min_positives"] == 1
         policies = {(r["split"], r["policy"]) for r in document["metrics"]}
         assert policies == {
             (s, p) for s in ("val", "test") for p in ("t0.5", "tuned", "all_negative", "prevalence")
@@ -198,9 +206,17 @@ def test_each_model_writes_a_complete_run_folder(
 
         predictions = pd.read_parquet(folder / "predictions_test.parquet")
         assert list(predictions.columns) == ["image_id"] + [
-            f"{kind}_{p}" for p in PATHOLOGIES for kind in ("prob", "true")
+            f"{kind}_{p}" for p in PATHOLOGIES for kind in ("logit", "prob", "true")
         ]
         assert len(predictions) == 20 and predictions["prob_A"].between(0, 1).all()
+        assert predictions["logit_A"].dtype == np.float64
+        np.testing.assert_allclose(
+            predictions["prob_A"], 1 / (1 + np.exp(-predictions["logit_A"])), rtol=1e-12
+        )
+        tuned = predictions["logit_A"] >= document["logit_thresholds"]["A"]
+        truth = predictions["true_A"] == 1
+        f1 = 2 * (tuned & truth).sum() / (tuned.sum() + truth.sum())
+        assert metric(document, "test", "f1", "A") == pytest.approx(f1)
         history = pd.read_csv(folder / "history.csv")
         assert list(history.columns) == ["epoch", "train_loss", "val_loss", "lr"]
         assert (
@@ -332,6 +348,141 @@ def test_changing_test_labels_changes_no_choice(tmp_path: Path) -> None:
         assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
+def metric(document: dict, split: str, name: str, pathology: str, policy: str = "tuned"):
+    return next(
+        r["value"]
+        for r in document["metrics"]
+        if (r["split"], r["policy"], r["metric"], r["pathology"])
+        == (split, policy, name, pathology)
+    )
+
+
+def set_labels(cohort: dict[str, Path], split: str, pathology: str, value: int) -> None:
+    """Set one pathology's label of every image of `split` in the cohort index."""
+    index = pd.read_parquet(cohort["index"])
+    ids = set(pd.read_parquet(cohort["split"]).query("split == @split")["image_id"])
+    index.loc[index["image_id"].isin(ids), pathology] = value
+    index.to_parquet(cohort["index"])
+
+
+@pytest.mark.parametrize("model", ["baseline_mlp", "linear_probe", "zero_shot"])
+def test_a_pathology_without_validation_positives_is_excluded_with_its_reason(
+    model: str, cohort: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_labels(cohort, "val", "C", 0)
+    with caplog.at_level("WARNING", logger="probelab"):
+        documents = run(cohort, model, tmp_path / "out")
+    reason = "0 positives in validation (min_positives 1); not trained"
+    assert f"{model}/n30/seed0: pathology C is left out of training and evaluation: {reason}" in (
+        caplog.text
+    )
+    for seed, document in zip(SEEDS, documents, strict=True):
+        assert document["evaluated_pathologies"] == ["A", "B"]
+        assert document["excluded_pathologies"] == {"C": reason}
+        assert document["positives"]["val"]["C"] == 0
+        assert document["thresholds"]["C"] is None and document["logit_thresholds"]["C"] is None
+        for split in ("val", "test"):
+            predictions = pd.read_parquet(
+                tmp_path / "out" / f"seed{seed}" / f"predictions_{split}.parquet"
+            )
+            assert predictions["logit_C"].isna().all() and predictions["prob_C"].isna().all()
+            assert predictions[["logit_A", "logit_B"]].notna().all().all()
+            for name in ("auroc", "average_precision", "precision", "recall", "f1"):
+                assert metric(document, split, name, "C") is None
+                per_pathology = [metric(document, split, name, p) for p in ("A", "B")]
+                assert metric(document, split, name, "macro") == pytest.approx(
+                    np.mean(per_pathology)
+                ), (split, name)
+            for policy in ("all_negative", "prevalence"):
+                assert metric(document, split, "f1", "C", policy) is None
+        if model != "zero_shot":
+            saved = torch.load(tmp_path / "out" / f"seed{seed}" / "model.pt", weights_only=True)
+            assert saved["hparams"]["trained_pathologies"] == ["A", "B"]
+            weights = saved["state_dict"].get("weight", saved["state_dict"].get("net.3.weight"))
+            assert weights is None or weights.shape[0] == 2
+
+
+def test_a_pathology_without_test_positives_is_trained_but_not_evaluated(
+    cohort: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_labels(cohort, "test", "B", 0)
+    with caplog.at_level("WARNING", logger="probelab"):
+        document = run(cohort, "linear_probe", tmp_path / "out")[0]
+    reason = "0 positives in test (min_positives 1); trained, not evaluated"
+    assert document["excluded_pathologies"] == {"B": reason}
+    assert f"pathology B is left out of evaluation: {reason}" in caplog.text
+    # trained: it has logits and a threshold; not evaluated: no metric, on either split
+    assert document["logit_thresholds"]["B"] is not None
+    assert (
+        pd.read_parquet(tmp_path / "out" / "seed0" / "predictions_test.parquet")["logit_B"]
+        .notna()
+        .all()
+    )
+    for split in ("val", "test"):
+        assert metric(document, split, "auroc", "B") is None
+        assert metric(document, split, "f1", "macro") == pytest.approx(
+            np.mean([metric(document, split, "f1", p) for p in ("A", "C")])
+        )
+
+
+def test_min_positives_comes_from_the_training_config(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    documents = run(cohort, "linear_probe", tmp_path / "one")
+    counts = documents[0]["positives"]
+    fewest = {p: min(counts[split][p] for split in counts) for p in PATHOLOGIES}
+    threshold = min(fewest.values()) + 1  # leaves out the rarest pathology
+    strict = run(
+        cohort,
+        "linear_probe",
+        tmp_path / "strict",
+        training={**TRAINING, "min_positives": threshold},
+    )[0]
+    left_out = sorted(p for p in PATHOLOGIES if fewest[p] < threshold)
+    assert 0 < len(left_out) < len(PATHOLOGIES)
+    assert sorted(strict["excluded_pathologies"]) == left_out
+    assert strict["run"]["min_positives"] == threshold
+    assert all(f"(min_positives {threshold})" in r for r in strict["excluded_pathologies"].values())
+    assert strict["evaluated_pathologies"] == [p for p in PATHOLOGIES if p not in left_out]
+    with pytest.raises(ValueError, match=r"no pathology has at least 1000 positive training"):
+        run(cohort, "linear_probe", tmp_path / "none", training={**TRAINING, "min_positives": 1000})
+
+
+def test_zero_shot_metrics_use_the_unsaturated_logits(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    """CLIP's logit scale 100 saturates the probabilities; metrics and thresholds use the logits,
+    so test AUROC is the AUROC of the raw cosines."""
+    from probelab.cache import read_image_cache, read_prompt_cache
+
+    prompts = read_prompt_cache(cohort["prompts"], encoder="enc", pathologies=PATHOLOGIES, dim=DIM)
+    write_prompt_cache(
+        cohort["prompts"],
+        PATHOLOGIES,
+        ["{}"],
+        [[p] for p in PATHOLOGIES],
+        prompts.per_pathology[:, None, :],
+        prompts.per_pathology,
+        prompts.per_pathology.ravel(),
+        {"encoder": "enc", "embedding_dim": DIM, "logit_scale": 100.0, "logit_bias": float("nan")},
+    )
+    document = run(cohort, "zero_shot", tmp_path / "out")[0]
+    predictions = pd.read_parquet(tmp_path / "out" / "seed0" / "predictions_test.parquet")
+    assert (predictions[[f"prob_{p}" for p in PATHOLOGIES]] == 1.0).to_numpy().mean() > 0.1
+    index = pd.read_parquet(cohort["index"])
+    cache = read_image_cache(cohort["images"], encoder="enc", index_hash=index_hash(index))
+    rows = pd.Index(cache.image_ids).get_indexer(predictions["image_id"])
+    images = cache.features[rows].astype(np.float64)
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    text = prompts.per_pathology / np.linalg.norm(prompts.per_pathology, axis=1, keepdims=True)
+    cosine = images @ text.T
+    for k, name in enumerate(PATHOLOGIES):
+        np.testing.assert_allclose(predictions[f"logit_{name}"], 100 * cosine[:, k], rtol=1e-6)
+        assert metric(document, "test", "auroc", name) == pytest.approx(
+            roc_auc_score(predictions[f"true_{name}"], cosine[:, k]), abs=1e-12
+        )
+
+
 def test_empty_subset_is_refused_naming_the_file(cohort: dict[str, Path], tmp_path: Path) -> None:
     cohort["subsets"][1].write_text("\n")
     with pytest.raises(ValueError, match=rf"subset file {cohort['subsets'][1]} lists no image ids"):
@@ -451,24 +602,128 @@ def test_job_scope_sets_how_many_runs_one_job_trains(
 
 
 @pytest.mark.workflow
-def test_fusion_model_on_an_encoder_without_text_tower_is_refused_before_any_job(
-    tmp_path: Path,
+@pytest.mark.parametrize("job_scope", ["encoder", "size"])
+def test_an_encoder_without_text_tower_skips_the_prompt_models(
+    job_scope: str, tmp_path: Path
 ) -> None:
     tiny = json.loads(json.dumps(TINY))
-    tiny["encoders"]["demo_openclip"]["text"] = False
+    encoder = tiny["encoders"]["demo_openclip"]
+    tiny["encoders"] = {"with_text": encoder, "image_only": {**encoder, "text": False}}
     tiny["models"] = {
         "baseline_mlp": TINY["models"]["baseline_mlp"],
         "weighted_sum": TINY["models"]["weighted_sum"],
+        "text_init_linear": {"anchor_strengths": [1.0], "max_iter": 50},
     }
+    tiny["subsets"]["sizes"] = [12]
+    tiny["training"] = {"job_scope": job_scope}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(tiny))
-    done = run_snakemake(tmp_path, "probes", "--dry-run", configfile=config)
-    assert done.returncode != 0
-    assert (
-        "encoder 'demo_openclip' has no text tower, so it cannot feed model 'weighted_sum'"
-        in done.stdout + done.stderr
+    done = run_snakemake(tmp_path, "probes", configfile=config)
+    assert done.returncode == 0, done.stderr[-4000:]
+    runs = tmp_path / "results" / "tiny" / "runs"
+    assert sorted(str(p.relative_to(runs)) for p in runs.glob("*/*/n12/seed0")) == sorted(
+        [f"with_text/{m}/n12/seed0" for m in tiny["models"]] + ["image_only/baseline_mlp/n12/seed0"]
     )
-    assert not (tmp_path / "results").exists()
-    tiny["models"] = {"baseline_mlp": TINY["models"]["baseline_mlp"]}
-    config.write_text(yaml.safe_dump(tiny))
-    assert run_snakemake(tmp_path, "probes", "--dry-run", configfile=config).returncode == 0
+    # no prompt cache is built or read for the encoder without a text tower
+    assert not (tmp_path / "results" / "tiny" / "prompts" / "image_only").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# the prompt-ablation controls and the text heads
+
+TEXT_PARAMS = {
+    "two_branch_concat_no_text": {**HEAD, "replacement": "random"},
+    "weighted_sum_no_text": {**HEAD, "replacement": "zeros"},
+    "text_init_linear": {"enabled": True, "anchor_strengths": [0.1, 10.0], "max_iter": 100},
+    "text_pair_scorer": HEAD,
+}
+
+
+@pytest.mark.parametrize("model", list(TEXT_PARAMS))
+def test_each_text_model_writes_a_complete_run_folder(
+    model: str, cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    from probelab.cache import read_prompt_cache
+
+    documents = run(cohort, model, tmp_path / "out", models={**PARAMS, **TEXT_PARAMS})
+    for seed, document in zip(SEEDS, documents, strict=True):
+        folder = tmp_path / "out" / f"seed{seed}"
+        assert {p.name for p in folder.iterdir()} >= {
+            "metrics.json",
+            "model.pt",
+            "history.csv",
+            "predictions_val.parquet",
+            "predictions_test.parquet",
+        }
+        assert document["run"]["model"] == model
+        assert metric(document, "test", "auroc", "macro") > 0.6  # the cohort is separable
+        saved = torch.load(folder / "model.pt", weights_only=True)
+        assert saved["hparams"]["model"] == model
+        if model == "text_init_linear":
+            grid = saved["hparams"]["val_loss_by_anchor_strength"]
+            assert [row["anchor_strength"] for row in grid] == ["inf", 10.0, 0.1]
+            assert saved["hparams"]["anchor_strength"] in ("inf", 10.0, 0.1)
+            assert saved["state_dict"]["weight"].shape == (len(PATHOLOGIES), DIM)
+            continue
+        head = build_head(
+            model,
+            saved["hparams"]["image_dim"],
+            saved["hparams"]["n_outputs"],
+            saved["hparams"],
+            saved["state_dict"]["mega_vector"],
+        )
+        head.load_state_dict(saved["state_dict"])
+        given = saved["state_dict"]["mega_vector"].reshape(len(PATHOLOGIES), DIM).double()
+        real = torch.from_numpy(
+            read_prompt_cache(
+                cohort["prompts"], encoder="enc", pathologies=PATHOLOGIES, dim=DIM
+            ).per_pathology
+        ).double()
+        if model == "text_pair_scorer":
+            torch.testing.assert_close(given, real)
+        elif TEXT_PARAMS[model]["replacement"] == "zeros":
+            assert not given.any()
+        else:  # random vectors of the real blocks' norms, another per seed
+            torch.testing.assert_close(given.norm(dim=1), real.norm(dim=1))
+            assert not torch.allclose(given, real)
+
+
+def test_an_ablation_control_differs_from_its_fusion_model_only_by_the_prompt_input(
+    cohort: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same seed: same initial weights, batches, noise and dropout; only the mega-vector differs.
+    With the real mega-vector given to the control, it reproduces its fusion model exactly."""
+    models = {**PARAMS, **TEXT_PARAMS}
+    fusion = run(cohort, "two_branch_concat", tmp_path / "fusion", models=models)
+    control = run(cohort, "two_branch_concat_no_text", tmp_path / "control", models=models)
+    assert fusion[0]["metrics"] != control[0]["metrics"]
+    monkeypatch.setattr(
+        probelab.probe, "fusion_input", lambda model, params, prompts, seed: prompts.mega_vector
+    )
+    same = run(cohort, "two_branch_concat_no_text", tmp_path / "same", models=models)
+    for a, b in zip(same, fusion, strict=True):
+        assert a["metrics"] == b["metrics"] and a["thresholds"] == b["thresholds"]
+
+
+@pytest.mark.workflow
+def test_the_demo_matrix_runs_the_ablation_controls_and_the_text_heads(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for settings in config["encoders"].values():  # the repository's files, from another folder
+        for key in ("model", "build_from"):
+            if key in settings:
+                settings[key] = str(REPO / settings[key])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    planned = run_snakemake(tmp_path, "report", "--dry-run", configfile=path)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    for encoder in config["encoders"]:
+        for model in TEXT_PARAMS:
+            assert f"runs/{encoder}/{model}/nall/seed1/metrics.json" in planned.stdout, (
+                encoder,
+                model,
+            )
+    pairs = config["report"]["comparisons"]["pairs"]
+    assert ["two_branch_concat", "two_branch_concat_no_text"] in pairs
+    assert ["weighted_sum", "weighted_sum_no_text"] in pairs
+    compared = set(config["report"]["comparisons"]["models"])
+    assert {"text_init_linear", "text_pair_scorer"} <= compared

@@ -82,6 +82,7 @@ def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> di
 
     Raises ConfigError with one sentence naming the first offending key.
     """
+    _inherit_ablation_settings(config)
     registry = _load_registry(schema_dir)
     schema = registry.contents(MAIN_SCHEMA)
     validator = _FillingValidator(schema, registry=registry)
@@ -135,6 +136,44 @@ def enabled_models(config: dict[str, Any]) -> list[str]:
     return [name for name in MODELS if configured.get(name, {}).get("enabled", False)]
 
 
+def encoder_models(config: dict[str, Any], encoder: str) -> list[str]:
+    """The enabled models that run on `encoder`: all of them, except that an encoder without a
+    text tower (`text: false`) skips the models that read prompt embeddings."""
+    from probelab.models import needs_prompts
+
+    has_text = (config.get("encoders") or {}).get(encoder, {}).get("text", True)
+    return [model for model in enabled_models(config) if has_text or not needs_prompts(model)]
+
+
+def skipped_models(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Encoder -> the enabled models it skips for lack of a text tower (only encoders that skip
+    any)."""
+    skipped = {}
+    for encoder in config.get("encoders") or {}:
+        kept = encoder_models(config, encoder)
+        missing = [model for model in enabled_models(config) if model not in kept]
+        if missing:
+            skipped[encoder] = missing
+    return skipped
+
+
+def _inherit_ablation_settings(config: dict[str, Any]) -> None:
+    """Before validation: a prompt-ablation control (probelab.models.ABLATIONS) takes every
+    setting it does not give from its fusion model's section, so that it trains exactly like it
+    (`_check_prompt_models` refuses a setting given with another value)."""
+    from probelab.models import ABLATIONS
+
+    models = config.get("models")
+    if not isinstance(models, dict):
+        return
+    for control, fusion in ABLATIONS.items():
+        section, source = models.get(control), models.get(fusion)
+        if isinstance(section, dict) and isinstance(source, dict):
+            for key, value in source.items():
+                if key != "enabled":
+                    section.setdefault(key, copy.deepcopy(value))
+
+
 def _check_split(config: dict[str, Any]) -> None:
     fractions = config.get("split", {}).get("fractions", {})
     if fractions and config["split"]["method"] == "random":
@@ -155,17 +194,23 @@ def _check_demo(config: dict[str, Any]) -> None:
 
 
 def _check_prompt_models(config: dict[str, Any]) -> None:
-    """A model that reads prompt embeddings needs every encoder to have a text tower."""
-    from probelab.models import needs_prompts
+    """A prompt-ablation control must train exactly like its fusion model: same settings, only
+    the mega-vector replaced. (Encoders without a text tower skip every model that reads prompt
+    embeddings: `encoder_models`.)"""
+    from probelab.models import ABLATIONS
 
-    for model in enabled_models(config):
-        for encoder, settings in (config.get("encoders") or {}).items():
-            if needs_prompts(model) and not settings.get("text", True):
-                raise ConfigError(
-                    f"encoder '{encoder}' has no text tower, so it cannot feed model '{model}', "
-                    f"which needs prompt embeddings; disable models.{model} or remove that "
-                    "encoder."
-                )
+    models = config.get("models") or {}
+    for control, fusion in ABLATIONS.items():
+        if control not in models or fusion not in models:
+            continue
+        for key, value in models[control].items():
+            if key in ("enabled", "replacement") or models[fusion].get(key) == value:
+                continue
+            raise ConfigError(
+                f"config key 'models.{control}.{key}' is {value!r}, but the prompt-ablation "
+                f"control must train exactly like models.{fusion} ({key} "
+                f"{models[fusion].get(key)!r}); leave the key out, it is copied from there."
+            )
 
 
 def _check_report(config: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ REPORT_TABLES = {
     "metrics": "metrics.csv",
     "by_setting": "summary_by_setting.csv",
     "history": "history.csv",
+    "pathologies": "pathologies.csv",
     "ci": "bootstrap_ci.csv",
     "comparisons": "comparisons.csv",
     "sentiment": "sentiment.csv",
@@ -94,6 +95,10 @@ class CohortLayout:
 
     def subset(self, n: str | int, seed: str | int) -> str:
         return f"{self.root}/subsets/n{n}/seed{seed}.txt"
+
+    def subset_mix(self, n: str | int, seed: str | int) -> str:
+        """The subset's no-finding share and prevalences (probelab.subsets.read_mix)."""
+        return f"{self.root}/subsets/n{n}/seed{seed}.json"
 
     def built_encoder(self, encoder: str) -> str:
         """The model folder that rule make_demo_encoder writes for a build_from encoder."""

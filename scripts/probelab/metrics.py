@@ -1,8 +1,19 @@
-"""Multilabel metrics (scikit-learn), F1-optimal thresholds, and the trivial baselines.
+"""Multilabel metrics (scikit-learn), F1-optimal thresholds, the trivial baselines, and the one
+rule that says which pathologies a run can evaluate.
 
 Every metric is returned as rows of the `metrics.json` contract (docs/architecture.md):
 {"split", "policy", "metric", "pathology", "value"}, with value None where the metric is
-undefined (AUROC of a pathology that has no positives, or no negatives, in the split).
+undefined or the pathology is not evaluated.
+
+Scores are logits (the raw score before the sigmoid), never probabilities: for a CLIP-type
+zero-shot model (logit scale 100, no bias) sigmoid(100 * cos) is exactly 1.0 in float64 from
+cos >= 0.368, so ranking or thresholding probabilities would tie images that the logits order.
+A decision is `logit >= logit threshold`.
+
+Which pathologies a macro (or pooled) metric covers: exactly the `evaluated` ones (default all),
+the same set for every metric. A pathology outside it gets value None in its own rows; a macro
+over a set that holds a pathology whose metric is undefined in the split is itself None, never an
+average over fewer pathologies.
 """
 
 from __future__ import annotations
@@ -20,9 +31,15 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-# The fixed threshold of the "t0.5" policy; also used for a pathology whose tuned threshold cannot
-# be chosen because the validation split has no positive for it.
+# The fixed threshold of the "t0.5" policy, on the logit scale: logit >= 0 is probability >= 0.5.
+# Also the threshold of a pathology whose tuned threshold cannot be chosen because the validation
+# split has no positive for it.
+DEFAULT_LOGIT_THRESHOLD = 0.0
+# The same threshold as a probability (metrics.json "thresholds" are probabilities for readers).
 DEFAULT_THRESHOLD = 0.5
+
+# How the splits are named in the reasons of excluded pathologies.
+SPLIT_WORDS = {"train": "the training subset", "val": "validation", "test": "test"}
 
 Row = dict[str, object]
 
@@ -43,14 +60,67 @@ def _row(split: str, policy: str, metric: str, pathology: str, value: float | No
     }
 
 
-def f1_optimal_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold (predict positive when score >= threshold) that maximises F1.
+# --- which pathologies can be evaluated ---------------------------------------------------------
 
-    Falls back to DEFAULT_THRESHOLD when `truth` has no positive: F1 is then undefined for every
-    threshold.
+
+def label_counts(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positives and negatives per column of a 0/1 label matrix (N x P), as int arrays."""
+    truth = np.asarray(truth)
+    positives = (truth > 0.5).sum(axis=0).astype(int)
+    return positives, truth.shape[0] - positives
+
+
+def label_exclusions(
+    counts: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    pathologies: Sequence[str],
+    min_positives: int,
+) -> dict[str, str]:
+    """The pathologies that fail the evaluation rule, each with the reason.
+
+    The rule: a pathology is evaluated when each split in `counts` (split name -> positives and
+    negatives per pathology, see `label_counts`) has at least `min_positives` positive images and
+    at least one negative image of it. Fewer positives make its AUROC, AP, recall and tuned
+    threshold undefined or rest on a handful of images; no negative makes AUROC undefined.
     """
+    reasons: dict[str, str] = {}
+    for k, name in enumerate(pathologies):
+        parts = []
+        for split, (positives, negatives) in counts.items():
+            where = SPLIT_WORDS.get(split, split)
+            if positives[k] < min_positives:
+                word = "positive" if positives[k] == 1 else "positives"
+                parts.append(f"{positives[k]} {word} in {where}")
+            if negatives[k] < 1:
+                parts.append(f"no negative in {where}")
+        if parts:
+            reasons[name] = f"{', '.join(parts)} (min_positives {min_positives})"
+    return reasons
+
+
+def _columns(pathologies: Sequence[str], evaluated: Sequence[str] | None) -> list[int]:
+    """Column indices of the evaluated pathologies (all when `evaluated` is None)."""
+    if evaluated is None:
+        return list(range(len(pathologies)))
+    unknown = set(evaluated) - set(pathologies)
+    if unknown:
+        raise ValueError(f"evaluated pathologies {sorted(unknown)} are not in {list(pathologies)}.")
+    wanted = set(evaluated)
+    return [k for k, name in enumerate(pathologies) if name in wanted]
+
+
+# --- thresholds ---------------------------------------------------------------------------------
+
+
+def f1_optimal_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
+    """The score (logit) threshold, predict positive when score >= threshold, that maximises F1.
+
+    Falls back to DEFAULT_LOGIT_THRESHOLD when `truth` has no positive (F1 is then undefined for
+    every threshold), and is NaN when the scores are (a pathology that was not trained).
+    """
+    if np.isnan(scores).any():
+        return math.nan
     if truth.sum() == 0:
-        return DEFAULT_THRESHOLD
+        return DEFAULT_LOGIT_THRESHOLD
     precision, recall, thresholds = precision_recall_curve(truth, scores)
     precision, recall = precision[:-1], recall[:-1]
     denominator = precision + recall
@@ -60,17 +130,18 @@ def f1_optimal_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1))])
 
 
-def tune_thresholds(val_truth: np.ndarray, val_scores: np.ndarray) -> np.ndarray:
-    """Per-pathology F1-optimal thresholds, chosen on validation labels and scores (N x P)."""
-    _check_shapes(val_truth, val_scores)
+def tune_thresholds(val_truth: np.ndarray, val_logits: np.ndarray) -> np.ndarray:
+    """Per-pathology F1-optimal logit thresholds, chosen on validation labels and logits (N x P);
+    NaN for a column without logits."""
+    _check_shapes(val_truth, val_logits)
     return np.array(
-        [f1_optimal_threshold(val_truth[:, k], val_scores[:, k]) for k in range(val_truth.shape[1])]
+        [f1_optimal_threshold(val_truth[:, k], val_logits[:, k]) for k in range(val_truth.shape[1])]
     )
 
 
 def binarize(scores: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
     """Predict positive where score >= threshold (a scalar, or one threshold per pathology
-    column)."""
+    column); a NaN score or threshold predicts negative."""
     return (scores >= np.asarray(thresholds, dtype=float)).astype(np.int8)
 
 
@@ -80,6 +151,9 @@ def _check_shapes(truth: np.ndarray, scores: np.ndarray) -> None:
             f"labels {truth.shape} and scores {scores.shape} "
             "must both be N x P arrays of one shape."
         )
+
+
+# --- metrics ------------------------------------------------------------------------------------
 
 
 def _defined(truth_column: np.ndarray) -> bool:
@@ -104,31 +178,42 @@ def _per_column(
     return values
 
 
-def ranking_rows(
-    split: str, policy: str, truth: np.ndarray, scores: np.ndarray, pathologies: Sequence[str]
-) -> list[Row]:
-    """Per-pathology, macro and micro AUROC and average precision.
+def _macro(values: list[float | None], columns: list[int]) -> float | None:
+    """Mean over exactly `columns`; None when there is none or one of them is undefined."""
+    chosen = [values[k] for k in columns]
+    if not chosen or any(v is None for v in chosen):
+        return None
+    return float(np.mean(chosen))
 
-    Macro averages only the pathologies where the metric is defined; it is None when none is.
+
+def ranking_rows(
+    split: str,
+    policy: str,
+    truth: np.ndarray,
+    scores: np.ndarray,
+    pathologies: Sequence[str],
+    evaluated: Sequence[str] | None = None,
+) -> list[Row]:
+    """Per-pathology, macro and micro AUROC and average precision of the evaluated pathologies.
+
+    `scores` are logits (any monotone score ranks the same; saturated probabilities do not).
     AUROC needs positives and negatives; average precision needs positives.
     """
     n = len(pathologies)
+    columns = _columns(pathologies, evaluated)
     auroc = _per_column(
-        roc_auc_score, truth, scores, [k for k in range(n) if _defined(truth[:, k])], n
+        roc_auc_score, truth, scores, [k for k in columns if _defined(truth[:, k])], n
     )
     ap = _per_column(
-        average_precision_score, truth, scores, [k for k in range(n) if truth[:, k].sum() > 0], n
+        average_precision_score, truth, scores, [k for k in columns if truth[:, k].sum() > 0], n
     )
     rows: list[Row] = []
     for k, name in enumerate(pathologies):
         rows.append(_row(split, policy, "auroc", name, auroc[k]))
         rows.append(_row(split, policy, "average_precision", name, ap[k]))
     for metric, values in (("auroc", auroc), ("average_precision", ap)):
-        defined = [v for v in values if v is not None]
-        rows.append(
-            _row(split, policy, metric, "macro", float(np.mean(defined)) if defined else None)
-        )
-    flat_truth, flat_scores = truth.ravel(), scores.ravel()
+        rows.append(_row(split, policy, metric, "macro", _macro(values, columns)))
+    flat_truth, flat_scores = truth[:, columns].ravel(), scores[:, columns].ravel()
     rows.append(
         _row(
             split,
@@ -151,26 +236,45 @@ def ranking_rows(
 
 
 def decision_rows(
-    split: str, policy: str, truth: np.ndarray, predicted: np.ndarray, pathologies: Sequence[str]
+    split: str,
+    policy: str,
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    pathologies: Sequence[str],
+    evaluated: Sequence[str] | None = None,
 ) -> list[Row]:
-    """Exact match, Hamming loss, and per-pathology / macro / micro precision, recall and F1.
+    """Exact match, Hamming loss, and per-pathology / macro / micro precision, recall and F1, over
+    the evaluated pathologies.
 
-    Exact match and Hamming loss pool all labels of all images, so they carry pathology "micro".
-    Precision of a pathology never predicted positive (and recall of one never positive) counts as
-    0, scikit-learn's `zero_division=0` convention, so that macro averages stay over all
-    pathologies.
+    Exact match and Hamming loss pool the evaluated labels of all images, so they carry pathology
+    "micro". Precision of a pathology never predicted positive (and recall of one never positive)
+    counts as 0, scikit-learn's `zero_division=0` convention; under the evaluation rule an
+    evaluated pathology always has positives, so only the first can happen.
     """
+    columns = _columns(pathologies, evaluated)
+    if not columns:
+        rows = [
+            _row(split, policy, "exact_match", "micro", None),
+            _row(split, policy, "hamming_loss", "micro", None),
+        ]
+        for name in [*pathologies, "macro", "micro"]:
+            rows += [_row(split, policy, m, name, None) for m in ("precision", "recall", "f1")]
+        return rows
+    truth_e, predicted_e = truth[:, columns], predicted[:, columns]
     rows = [
-        _row(split, policy, "exact_match", "micro", accuracy_score(truth, predicted)),
-        _row(split, policy, "hamming_loss", "micro", hamming_loss(truth, predicted)),
+        _row(split, policy, "exact_match", "micro", accuracy_score(truth_e, predicted_e)),
+        _row(split, policy, "hamming_loss", "micro", hamming_loss(truth_e, predicted_e)),
     ]
-    per_class = precision_recall_fscore_support(truth, predicted, average=None, zero_division=0)
+    per_class = precision_recall_fscore_support(truth_e, predicted_e, average=None, zero_division=0)
+    position = {k: i for i, k in enumerate(columns)}
     for k, name in enumerate(pathologies):
         for metric, values in zip(("precision", "recall", "f1"), per_class[:3], strict=True):
-            rows.append(_row(split, policy, metric, name, values[k]))
+            rows.append(
+                _row(split, policy, metric, name, values[position[k]] if k in position else None)
+            )
     for average in ("macro", "micro"):
         p, r, f, _ = precision_recall_fscore_support(
-            truth, predicted, average=average, zero_division=0
+            truth_e, predicted_e, average=average, zero_division=0
         )
         rows += [
             _row(split, policy, "precision", average, p),
@@ -183,19 +287,23 @@ def decision_rows(
 def evaluate(
     split: str,
     truth: np.ndarray,
-    scores: np.ndarray,
+    logits: np.ndarray,
     policies: Mapping[str, np.ndarray | float],
     pathologies: Sequence[str],
+    evaluated: Sequence[str] | None = None,
 ) -> list[Row]:
-    """All metric rows of one split for each threshold policy (name -> threshold, or one per
-    pathology). AUROC and average precision do not depend on the threshold: computed once, they
-    are repeated under every policy so that each policy's rows are complete."""
-    _check_shapes(truth, scores)
-    ranking = ranking_rows(split, "", truth, scores, pathologies)
+    """All metric rows of one split for each threshold policy (name -> logit threshold, or one per
+    pathology), over the evaluated pathologies (default all). AUROC and average precision do not
+    depend on the threshold: computed once, they are repeated under every policy so that each
+    policy's rows are complete."""
+    _check_shapes(truth, logits)
+    ranking = ranking_rows(split, "", truth, logits, pathologies, evaluated)
     rows: list[Row] = []
     for policy, thresholds in policies.items():
         rows += [{**row, "policy": policy} for row in ranking]
-        rows += decision_rows(split, policy, truth, binarize(scores, thresholds), pathologies)
+        rows += decision_rows(
+            split, policy, truth, binarize(logits, thresholds), pathologies, evaluated
+        )
     return rows
 
 
@@ -205,10 +313,11 @@ def baseline_rows(
     train_prevalence: np.ndarray,
     pathologies: Sequence[str],
     seed: int,
+    evaluated: Sequence[str] | None = None,
 ) -> list[Row]:
-    """The two trivial baselines on the same split.
+    """The two trivial baselines on the same split, over the same evaluated pathologies.
 
-    all_negative: every label predicted negative (scores all 0, so AUROC 0.5).
+    all_negative: every label predicted negative (scores all equal, so AUROC 0.5).
     prevalence: the score of each pathology is its training prevalence (AUROC 0.5, average
     precision = the split's prevalence), and each label is predicted positive at random with that
     probability (seeded): the F1 a label-frequency guesser reaches.
@@ -217,10 +326,11 @@ def baseline_rows(
     zeros = np.zeros(truth.shape)
     prevalence_scores = np.broadcast_to(np.asarray(train_prevalence, dtype=float), truth.shape)
     guesses = (np.random.default_rng(seed).random(truth.shape) < prevalence_scores).astype(np.int8)
-    rows = ranking_rows(split, "all_negative", truth, zeros, pathologies)
-    rows += decision_rows(
-        split, "all_negative", truth, np.zeros((n, truth.shape[1]), dtype=np.int8), pathologies
+    negative = np.zeros((n, truth.shape[1]), dtype=np.int8)
+    rows = ranking_rows(split, "all_negative", truth, zeros, pathologies, evaluated)
+    rows += decision_rows(split, "all_negative", truth, negative, pathologies, evaluated)
+    rows += ranking_rows(
+        split, "prevalence", truth, np.array(prevalence_scores), pathologies, evaluated
     )
-    rows += ranking_rows(split, "prevalence", truth, np.array(prevalence_scores), pathologies)
-    rows += decision_rows(split, "prevalence", truth, guesses, pathologies)
+    rows += decision_rows(split, "prevalence", truth, guesses, pathologies, evaluated)
     return rows

@@ -5,7 +5,9 @@ or of every model: config key training.job_scope) in one process, so that import
 reading the caches are paid once per job. Each run gets a folder (docs/architecture.md):
 model.pt, history.csv and predictions_val.parquet as soon as it is fitted, then, once every run of
 the job has frozen its model and thresholds, predictions_test.parquet and metrics.json. Test
-labels are read only for that last step (probelab.probe).
+labels are read only for that last step (probelab.probe). Pathologies a run cannot evaluate
+(config training.min_positives) are warned about in the job log and listed with their reason in
+metrics.json.
 """
 
 from __future__ import annotations
@@ -22,8 +24,17 @@ import pandas as pd
 from probelab.cache import read_image_cache, read_prompt_cache
 from probelab.cohort import index_hash
 from probelab.io import atomic_path, write_json, write_parquet, write_text
+from probelab.linear import sigmoid
 from probelab.models import needs_prompts
-from probelab.probe import FrozenRun, LabelReader, Prompts, final_evaluation, fit_and_freeze
+from probelab.probe import (
+    EvaluationScope,
+    FrozenRun,
+    LabelReader,
+    Prompts,
+    evaluation_scope,
+    final_evaluation,
+    fit_and_freeze,
+)
 from probelab.splits import read_split
 from probelab.subsets import read_subset
 
@@ -243,13 +254,14 @@ def fit_runs(
             seed=spec.seed,
             run_name=run_name,
             prompts=prompts,
+            pathologies=pathologies,
         )
         out = Path(spec.out_dir)
         _save_model(out / "model.pt", run)
         write_text(out / "history.csv", _history(run))
         write_parquet(
             out / "predictions_val.parquet",
-            _predictions(images.val_ids, run.val_probs, images.y_val, pathologies),
+            _predictions(images.val_ids, run.val_logits, images.y_val, pathologies),
         )
         log.info("%s: fitted in %.1f s; thresholds frozen", run_name, run.train_seconds)
         frozen.append(run)
@@ -274,12 +286,25 @@ def evaluate_on_test(
         out = Path(spec.out_dir)
         write_parquet(
             out / "predictions_test.parquet",
-            _predictions(images.test_ids, run.test_probs, y_test, pathologies),
+            _predictions(images.test_ids, run.test_logits, y_test, pathologies),
         )
+        scope = evaluation_scope(run, images.y_val, y_test, pathologies)
+        for name, reason in scope.excluded.items():
+            if name not in run.not_trained:  # those were warned about when fitting
+                log.warning(
+                    "%s/%s/n%s/seed%s: pathology %s is left out of evaluation: %s",
+                    encoder,
+                    spec.model,
+                    spec.n,
+                    spec.seed,
+                    name,
+                    reason,
+                )
         document = {
             "run": _run_facts(spec, run, images, cohort, encoder),
-            "thresholds": dict(zip(pathologies, run.thresholds.tolist(), strict=True)),
-            "metrics": final_evaluation(run, images.y_val, y_test, pathologies),
+            **_thresholds(run, pathologies),
+            **_scope_facts(scope),
+            "metrics": final_evaluation(run, images.y_val, y_test, pathologies, scope),
         }
         write_json(out / "metrics.json", document)
         documents.append(document)
@@ -302,7 +327,38 @@ def _run_facts(
         "epochs_run": len(run.history),
         "best_epoch": run.best_epoch,
         "train_seconds": round(run.train_seconds, 3),
+        "min_positives": run.min_positives,
         "hyperparameters": run.hparams,
+    }
+
+
+def _json_number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def _thresholds(run: FrozenRun, pathologies: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The tuned thresholds as probabilities (for readers) and as logits (what decides: a label
+    is predicted positive when logit >= its logit threshold); null for an untrained pathology."""
+    logit = run.logit_thresholds
+    return {
+        "thresholds": {
+            name: _json_number(value)
+            for name, value in zip(pathologies, sigmoid(logit).tolist(), strict=True)
+        },
+        "logit_thresholds": {
+            name: _json_number(value)
+            for name, value in zip(pathologies, logit.tolist(), strict=True)
+        },
+    }
+
+
+def _scope_facts(scope: EvaluationScope) -> dict[str, Any]:
+    """Which pathologies every macro and pooled metric of the run averages over, the others with
+    their reason, and the positive images per split they were judged on."""
+    return {
+        "evaluated_pathologies": scope.evaluated,
+        "excluded_pathologies": scope.excluded,
+        "positives": scope.positives,
     }
 
 
@@ -315,10 +371,14 @@ def _save_model(path: Path, run: FrozenRun) -> None:
 
 
 def _predictions(
-    image_ids: Sequence[str], probs: np.ndarray, truth: np.ndarray, pathologies: Sequence[str]
+    image_ids: Sequence[str], logits: np.ndarray, truth: np.ndarray, pathologies: Sequence[str]
 ) -> pd.DataFrame:
+    """image_id, then per pathology logit_ (float64, what metrics and thresholds use; NaN when
+    the pathology was not trained), prob_ (its sigmoid, for readers) and true_ (int8)."""
     columns: dict[str, Any] = {"image_id": list(image_ids)}
+    probs = sigmoid(logits)
     for k, name in enumerate(pathologies):
+        columns[f"logit_{name}"] = logits[:, k].astype(np.float64)
         columns[f"prob_{name}"] = probs[:, k]
         columns[f"true_{name}"] = truth[:, k].astype(np.int8)
     return pd.DataFrame(columns)

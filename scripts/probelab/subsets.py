@@ -1,6 +1,17 @@
-"""Balanced training subsets of a given size, and their files (one image id per line).
+"""Training subsets of a given size, their files (one image id per line), and their label mix.
 
-Algorithm (deterministic for a given seed and size):
+Two sampling policies (config key subsets.policy), each applied at every size:
+
+- `balanced` (`balanced_subset`): rare pathologies over-represented and a fixed share of images
+  without findings. The size `all` is the whole training split and so keeps the natural mix: on
+  a learning curve its point differs in class balance as well as in size (the figure marks it).
+- `stratified` (`stratified_subset`): the natural mix at every size, drawn within strata of
+  label patterns, so that every point of a learning curve shares the mix of `all`.
+
+Each subset file gets a mix file beside it (`mix_path`: same name, .json) with its no-finding
+share and prevalences, which the report reads to say which points of a curve differ in mix.
+
+Balanced algorithm (deterministic for a given seed and size):
 1. Reserve `round(n * no_finding_share)` places for images without any pathology; the rest is the
    budget for images with at least one finding.
 2. Visit pathologies from the rarest to the most common in the training split. Each gets an equal
@@ -13,10 +24,18 @@ Algorithm (deterministic for a given seed and size):
 4. If either pool ran dry, fill the remaining places with random images of any kind, so the
    subset always has exactly n images.
 Rare pathologies are therefore over-represented as far as the data allows, never duplicated.
+
+Stratified algorithm: images are grouped by their label pattern (the set of pathologies they
+show; no finding is one pattern); each pattern gets round(n x its share of the training split)
+places, the rounding remainders going to the patterns with the largest fractional parts (ties in
+seeded random order), and its places are filled with its images in seeded random order. Every
+pattern is represented to within one image of its share, so the no-finding share and each
+pathology's prevalence equal the training split's up to rounding.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -24,9 +43,11 @@ import numpy as np
 import pandas as pd
 
 from probelab.cohort import CohortError, label_matrix
-from probelab.io import write_text
+from probelab.io import write_json, write_text
 
 log = logging.getLogger(__name__)
+
+POLICIES = ("balanced", "stratified")
 
 
 def balanced_subset(
@@ -67,6 +88,95 @@ def balanced_subset(
     return sorted(ids[chosen].tolist())
 
 
+def stratified_subset(
+    train: pd.DataFrame, pathologies: list[str], n: int | str, seed: int
+) -> list[str]:
+    """Return the sorted image ids of a natural-mix subset of `train` (columns image_id + labels):
+    proportional allocation over label patterns, largest remainders first."""
+    ids = train["image_id"].to_numpy()
+    check_sizes([n], len(train))
+    if n == "all":
+        return sorted(ids.tolist())
+    n = int(n)
+    rng = np.random.default_rng([seed, n, 1])
+    labels = train[pathologies].to_numpy(dtype=bool)
+    _, pattern = np.unique(labels, axis=0, return_inverse=True)
+    pattern = pattern.reshape(-1)
+    counts = np.bincount(pattern)
+    quota = n * counts / len(train)
+    places = np.floor(quota).astype(int)
+    remainder = quota - places
+    # largest remainders first, ties in seeded random order
+    tie_break = rng.permutation(len(counts))
+    order = np.lexsort((tie_break, -remainder))
+    places[order[: n - int(places.sum())]] += 1
+    chosen = np.zeros(len(train), dtype=bool)
+    for k in np.flatnonzero(places):
+        members = np.flatnonzero(pattern == k)
+        chosen[rng.permutation(members)[: places[k]]] = True
+    return sorted(ids[chosen].tolist())
+
+
+def choose_subset(
+    train: pd.DataFrame,
+    pathologies: list[str],
+    n: int | str,
+    seed: int,
+    policy: str = "balanced",
+    no_finding_share: float = 0.2,
+) -> list[str]:
+    """The subset of size `n` for `seed` under the sampling policy (see the module docstring)."""
+    if policy == "balanced":
+        return balanced_subset(train, pathologies, n, seed, no_finding_share)
+    if policy == "stratified":
+        return stratified_subset(train, pathologies, n, seed)
+    raise ValueError(
+        f"config key 'subsets.policy' is {policy!r}; expected one of {', '.join(POLICIES)}."
+    )
+
+
+def mix_kind(policy: str, n: int | str) -> str:
+    """The mix a subset is drawn with: "natural" (stratified, and the whole split `all`) or
+    "balanced"."""
+    return "natural" if policy == "stratified" or str(n) == "all" else "balanced"
+
+
+def subset_mix(
+    labels: pd.DataFrame, pathologies: list[str], n: int | str, seed: int, policy: str
+) -> dict[str, object]:
+    """The label mix of a subset (its rows of the label matrix): images, images without any
+    pathology, their share, each pathology's prevalence and the mean prevalence."""
+    values = labels[pathologies].to_numpy(dtype=bool)
+    size = len(values)
+    prevalence = values.mean(axis=0) if size else np.zeros(len(pathologies))
+    no_finding = int((~values.any(axis=1)).sum())
+    return {
+        "n": str(n),
+        "seed": int(seed),
+        "policy": policy,
+        "mix": mix_kind(policy, n),
+        "n_images": size,
+        "no_finding": no_finding,
+        "no_finding_share": no_finding / size if size else 0.0,
+        "mean_prevalence": float(prevalence.mean()) if len(pathologies) else 0.0,
+        "prevalence": {p: float(v) for p, v in zip(pathologies, prevalence, strict=True)},
+    }
+
+
+def mix_path(subset_path: str | Path) -> Path:
+    """The mix file of a subset file: the same name with .json."""
+    return Path(subset_path).with_suffix(".json")
+
+
+def read_mix(subset_path: str | Path) -> dict[str, object] | None:
+    """The mix file beside a subset file, or None where there is none (subsets written before
+    mix files existed)."""
+    path = mix_path(subset_path)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
 def check_sizes(sizes: list[int | str], n_train: int) -> None:
     """Refuse subset sizes that the training split cannot provide."""
     for n in sizes:
@@ -90,23 +200,31 @@ def write_subsets(
     seed: int,
     out: Path,
     no_finding_share: float,
+    policy: str = "balanced",
+    mix_out: Path | None = None,
 ) -> list[str]:
-    """Write the balanced subset of size `n` (a number, also as text, or "all") for `seed`, one
-    image id per line."""
+    """Write the subset of size `n` (a number, also as text, or "all") for `seed` under the
+    sampling policy, one image id per line, and its mix file (default: beside it, .json)."""
     index = pd.read_parquet(index_path)
     split = pd.read_parquet(split_path, columns=["image_id", "split"])
     train_ids = split.loc[split["split"] == "train", "image_id"]
     train = index[index["image_id"].isin(train_ids)]
     train = pd.concat([train[["image_id"]], label_matrix(train, pathologies)], axis=1)
-    ids = balanced_subset(train, pathologies, n, seed, no_finding_share)
+    ids = choose_subset(train, pathologies, n, seed, policy, no_finding_share)
+    picked = train.set_index("image_id").loc[ids, pathologies]
+    mix = subset_mix(picked, pathologies, n, seed, policy)
+    write_json(mix_out or mix_path(out), mix)
     write_text(out, "\n".join(ids) + "\n")
-    positives = train.set_index("image_id").loc[ids, pathologies].sum()
     log.info(
-        "n=%s seed=%d: %d images; positives per pathology: %s",
+        "n=%s seed=%d policy=%s: %d images, no-finding share %.3f, mean prevalence %.3f; "
+        "positives per pathology: %s",
         n,
         seed,
+        policy,
         len(ids),
-        positives.to_dict(),
+        mix["no_finding_share"],
+        mix["mean_prevalence"],
+        picked.sum().to_dict(),
     )
     return ids
 

@@ -87,6 +87,12 @@ wait_for 10 sh -c 'munge -n | unmunge'
 # ------------------------------------------------------------------ slurm.conf
 # Memory SLURM may hand out: 80 % of this machine's, so that jobs asking for mem_mb fit.
 real_memory=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.8 }' /proc/meminfo)
+# CPUs SLURM may hand out: at least 8, more than a small CI machine has (config_overrides lets
+# slurmd register them). A test job spends most of its time starting Python processes; with only
+# the real 2 cores, the demo DAG test's (tests/test_slurm.py) split and 2-CPU group jobs queued
+# behind the 1-CPU embedding jobs for up to a minute.
+cpus=$(nproc)
+[ "$cpus" -ge 8 ] || cpus=8
 cat > "$BASE/etc/slurm.conf" <<CONF_EOF
 # Written by tools/slurm/up.sh: a one-node test cluster without accounting.
 ClusterName=probelab
@@ -120,11 +126,13 @@ ReturnToService=2
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
-# Without accounting, squeue is the only status source: keep finished jobs visible for 5 min.
-MinJobAge=300
+# Without accounting, squeue is the only status source: keep finished jobs visible for an hour
+# (the tests read the rule and state of every job of a run that can take minutes on a busy CI box).
+MinJobAge=3600
 KillWait=5
 Waittime=0
-NodeName=$(hostname -s) CPUs=$(nproc) RealMemory=$real_memory State=UNKNOWN
+SlurmdParameters=config_overrides
+NodeName=$(hostname -s) CPUs=$cpus RealMemory=$real_memory State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF_EOF
 # The plugin's job step strips every SLURM_* variable (SLURM_CONF too) before its inner srun, so

@@ -1,11 +1,12 @@
 """Read run folders (docs/architecture.md) into tidy tables: every metric row, seed summaries,
-training histories, and the sentiment track's metrics."""
+which pathologies each run evaluated (and why not the others), training histories, and the
+sentiment track's metrics."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,20 @@ HISTORY_COLUMNS = [
     "lr",
 ]
 SENTIMENT_COLUMNS = ["dataset", "method", "model", "split", "metric", "value"]
+PATHOLOGY_COLUMNS = [
+    "cohort",
+    "encoder",
+    "model",
+    "n",
+    "n_train",
+    "seed",
+    "pathology",
+    "train_positives",
+    "val_positives",
+    "test_positives",
+    "evaluated",
+    "reason",
+]
 
 
 class RunFolderError(ValueError):
@@ -66,8 +81,13 @@ class RunFolderError(ValueError):
 class Run:
     folder: Path
     info: dict[str, Any]
-    thresholds: dict[str, float]
+    thresholds: dict[str, float]  # probabilities; NaN for a pathology that was not trained
     rows: pd.DataFrame
+    logit_thresholds: dict[str, float] = field(default_factory=dict)
+    # None in a metrics.json written before the evaluation rule (every pathology counted)
+    evaluated: list[str] | None = None
+    excluded: dict[str, str] = field(default_factory=dict)
+    positives: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> pathology -> n
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -115,8 +135,22 @@ def read_run(folder: str | Path) -> Run:
             )
     rows = pd.DataFrame(data["metrics"], columns=list(ROW_KEYS))
     rows["value"] = pd.to_numeric(rows["value"], errors="coerce").astype(float)
-    thresholds = {str(k): float(v) for k, v in (data.get("thresholds") or {}).items()}
-    return Run(folder, info, thresholds, rows)
+    evaluated = data.get("evaluated_pathologies")
+    return Run(
+        folder,
+        info,
+        _numbers(data.get("thresholds")),
+        rows,
+        logit_thresholds=_numbers(data.get("logit_thresholds")),
+        evaluated=None if evaluated is None else [str(p) for p in evaluated],
+        excluded={str(k): str(v) for k, v in (data.get("excluded_pathologies") or {}).items()},
+        positives=data.get("positives") or {},
+    )
+
+
+def _numbers(mapping: dict[str, Any] | None) -> dict[str, float]:
+    """A pathology -> number block of metrics.json, null read as NaN."""
+    return {str(k): math.nan if v is None else float(v) for k, v in (mapping or {}).items()}
 
 
 def read_runs(folders: list[str | Path]) -> list[Run]:
@@ -161,6 +195,39 @@ def summarise_by_setting(metrics: pd.DataFrame) -> pd.DataFrame:
     # n_train of "all" is the same for every seed; of a number it is that number
     summary["n_train"] = grouped["n_train"].median().round().astype(int).to_numpy()
     return summary[SUMMARY_COLUMNS]
+
+
+def pathology_table(runs: list[Run], cohort: str) -> pd.DataFrame:
+    """One row per run x pathology: positive images in the run's training subset, validation and
+    test, whether the run evaluated it (every macro metric of the run averages over exactly the
+    evaluated ones) and, if not, why. A run written before the evaluation rule counts every
+    pathology as evaluated, with unknown positives."""
+    rows = []
+    for run in runs:
+        names = list(run.thresholds) or sorted(set(run.rows["pathology"]) - {"macro", "micro"})
+        for name in names:
+            rows.append(
+                {
+                    "cohort": cohort,
+                    "encoder": run.info["encoder"],
+                    "model": run.info["model"],
+                    "n": str(run.info["n"]),
+                    "n_train": int(run.info["n_train"]),
+                    "seed": int(run.info["seed"]),
+                    "pathology": name,
+                    **{
+                        f"{split}_positives": run.positives.get(split, {}).get(name)
+                        for split in ("train", "val", "test")
+                    },
+                    "evaluated": name not in run.excluded
+                    and (run.evaluated is None or name in run.evaluated),
+                    "reason": run.excluded.get(name, ""),
+                }
+            )
+    table = pd.DataFrame(rows, columns=PATHOLOGY_COLUMNS)
+    for split in ("train", "val", "test"):
+        table[f"{split}_positives"] = table[f"{split}_positives"].astype("Int64")
+    return table
 
 
 def history_table(runs: list[Run]) -> pd.DataFrame:

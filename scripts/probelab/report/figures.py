@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from probelab.report.aggregate import ReportInputError, overall_test_rows, pick_size
 from probelab.report.style import (
@@ -22,6 +23,7 @@ from probelab.report.style import (
     size_label,
     sns,
 )
+from probelab.subsets import mix_kind
 
 BASELINE_POLICIES = ("all_negative", "prevalence")
 MODEL_POLICIES = ("t0.5", "tuned")
@@ -70,8 +72,13 @@ def learning_curves(
     settings: dict[str, Any],
     policy: str,
 ) -> plt.Figure:
-    """Test metrics vs training-set size (log x), mean over seeds with bootstrap CI bands, and the
-    all-negative baseline as a reference line; rows = encoders, columns = metrics."""
+    """Test metrics vs training-set size (log x), mean over seeds with interval bands, and the
+    all-negative baseline as a reference line; rows = encoders, columns = metrics.
+
+    Bands resample seeds and test patients together (bootstrap_ci.csv ci_low_seeds /
+    ci_high_seeds; tables without them: the patient interval). A size whose training mix differs
+    distinctly from the curve's other sizes (`mix_outliers`, e.g. `all` under the balanced
+    sampling policy) gets a hollow marker and a dashed segment, and the title says how."""
     apply_theme(settings)
     metrics = settings["learning_curve_metrics"]
     macro = overall_test_rows(by_setting)
@@ -83,6 +90,8 @@ def learning_curves(
             f"bootstrap_ci.csv has no interval for {', '.join(missing)}; "
             "add it to report.bootstrap.metrics."
         )
+    low, high, band_words = _band_columns(ci)
+    marked, mix_note = mix_outliers(ci)
     encoders = sorted(macro["encoder"].unique())
     models = model_order(
         macro.loc[~macro["policy"].isin(BASELINE_POLICIES), "model"].unique().tolist(),
@@ -104,18 +113,15 @@ def learning_curves(
                 if line.empty:
                     continue
                 band = bands[bands["model"] == model].sort_values("n_train")
-                (handle,) = ax.plot(
-                    line["n_train"], line["mean"], marker="o", color=colours[model], label=model
-                )
+                handles.setdefault(model, _curve(ax, line, marked, colours[model]))
                 ax.fill_between(
                     band["n_train"],
-                    band["ci_low"],
-                    band["ci_high"],
+                    band[low],
+                    band[high],
                     color=colours[model],
                     alpha=0.2,
                     linewidth=0,
                 )
-                handles.setdefault(model, handle)
             baseline = _baseline_value(mine, metric, policy)
             if baseline is not None:
                 value, name = baseline
@@ -133,13 +139,111 @@ def learning_curves(
             ax.set_ylabel(metric_axis_label(metric))
             if row == len(encoders) - 1:
                 ax.set_xlabel("training images (log scale)")
-    figure.suptitle(
-        "Learning curves on the test split: mean over seeds, band = 95% patient-bootstrap CI", y=1.0
-    )
+    if marked:
+        handles["different training mix"] = Line2D(
+            [], [], color="0.35", linestyle="--", marker="o", markerfacecolor="white"
+        )
+    confidence = _confidence_words(ci)
+    title = f"Learning curves on the test split: mean over seeds, band = {confidence}{band_words}"
+    figure.suptitle(title + (f"\n{mix_note}" if mix_note else ""), y=1.0)
     _figure_legend(figure, list(handles.values()), list(handles))
     figure.tight_layout()
     save_figure(figure, paths, settings["dpi"])
     return figure
+
+
+def _band_columns(ci: pd.DataFrame) -> tuple[str, str, str]:
+    """The interval columns the bands show and how to name them."""
+    if {"ci_low_seeds", "ci_high_seeds"} <= set(ci.columns) and ci["ci_low_seeds"].notna().any():
+        return "ci_low_seeds", "ci_high_seeds", " interval over seeds and test patients"
+    return "ci_low", "ci_high", " patient-bootstrap interval"
+
+
+def _confidence_words(ci: pd.DataFrame) -> str:
+    if "confidence" in ci.columns and ci["confidence"].notna().any():
+        return f"{float(ci['confidence'].dropna().iloc[0]):.0%}"
+    return "95%"
+
+
+def _curve(ax, line: pd.DataFrame, marked: set[str], colour: Any) -> Line2D:
+    """One model's mean curve: solid between sizes of the same training mix, dashed into a size
+    whose mix differs, hollow marker on that size. Returns the legend handle."""
+    x = line["n_train"].to_numpy(float)
+    y = line["mean"].to_numpy(float)
+    odd = line["n"].astype(str).isin(marked).to_numpy()
+    for i in range(len(x) - 1):
+        style = "--" if odd[i] or odd[i + 1] else "-"
+        ax.plot(x[i : i + 2], y[i : i + 2], color=colour, linestyle=style)
+    for hollow in (False, True):
+        keep = odd == hollow
+        if keep.any():
+            ax.plot(
+                x[keep],
+                y[keep],
+                linestyle="none",
+                marker="o",
+                color=colour,
+                markerfacecolor="white" if hollow else colour,
+                markeredgewidth=1.5,
+            )
+    return Line2D([], [], color=colour, marker="o")
+
+
+# A size's training mix differs "distinctly" from the rest of its curve when its no-finding
+# share is this far (absolute) from theirs, or its mean prevalence differs by this fraction.
+MIX_SHARE_GAP = 0.05
+MIX_PREVALENCE_RATIO = 0.25
+
+
+def mix_outliers(ci: pd.DataFrame) -> tuple[set[str], str]:
+    """The sizes whose training mix differs distinctly from the other sizes', and a sentence
+    saying how ("" when none does or the table has no mix columns).
+
+    The reference mix is the median over the sizes drawn with the mix the sampling policy aims at
+    (bootstrap_ci.csv subset_policy; probelab.subsets.mix_kind): the balanced sizes for
+    `balanced`, where the size `all` keeps the natural mix, every size for `stratified`. A size is
+    marked when its no-finding share or mean prevalence (means over seeds, from the subsets' mix
+    files) differs from the reference by MIX_SHARE_GAP or by MIX_PREVALENCE_RATIO of it."""
+    needed = {"n", "subset_policy", "train_no_finding_share", "train_mean_prevalence"}
+    if not needed <= set(ci.columns):
+        return set(), ""
+    sizes = (
+        ci.dropna(subset=["train_no_finding_share", "train_mean_prevalence"])
+        .assign(
+            n=lambda t: t["n"].astype(str), subset_policy=lambda t: t["subset_policy"].astype(str)
+        )
+        .groupby("n")
+        .agg(
+            policy=("subset_policy", "first"),
+            share=("train_no_finding_share", "mean"),
+            prevalence=("train_mean_prevalence", "mean"),
+            n_train=("n_train", "max"),
+        )
+    )
+    if sizes.empty:
+        return set(), ""
+    policy = sizes["policy"].iloc[0]
+    aimed = "natural" if policy == "stratified" else "balanced"
+    reference = sizes[[mix_kind(policy, n) == aimed for n in sizes.index]]
+    if reference.empty:
+        return set(), ""
+    share, prevalence = reference["share"].median(), reference["prevalence"].median()
+    distinct = sizes[
+        ((sizes["share"] - share).abs() >= MIX_SHARE_GAP)
+        | ((sizes["prevalence"] - prevalence).abs() >= MIX_PREVALENCE_RATIO * prevalence)
+    ]
+    if distinct.empty:
+        return set(), ""
+    described = ", ".join(
+        f"{size_label(n, int(row['n_train']))}: {row['share']:.2f}, {row['prevalence']:.3f}"
+        for n, row in distinct.iterrows()
+    )
+    note = (
+        f"Hollow marker, dashed line: training mix differs from the {aimed} mix of the other "
+        f"sizes ({policy} sampling; no-finding share, mean prevalence: {described} vs "
+        f"{share:.2f}, {prevalence:.3f})"
+    )
+    return set(distinct.index), note
 
 
 def _baseline_value(rows: pd.DataFrame, metric: str, policy: str) -> tuple[float, str] | None:

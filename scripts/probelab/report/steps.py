@@ -17,6 +17,7 @@ from probelab.layout import FIGURES
 from probelab.report.aggregate import (
     history_table,
     metrics_table,
+    pathology_table,
     read_runs,
     read_table,
     sentiment_table,
@@ -28,10 +29,17 @@ log = logging.getLogger("probelab.report")
 
 
 def aggregate(
-    run_dirs: list[Path], cohort: str, metrics_out: Path, by_setting_out: Path, history_out: Path
+    run_dirs: list[Path],
+    cohort: str,
+    metrics_out: Path,
+    by_setting_out: Path,
+    history_out: Path,
+    pathologies_out: Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read every run folder and write metrics.csv (every metric row of every run),
-    summary_by_setting.csv (mean, std and count over seeds) and history.csv; return them."""
+    summary_by_setting.csv (mean, std and count over seeds), history.csv and, when asked,
+    pathologies.csv (per run and pathology: positives per split, evaluated or why not); return
+    the first three."""
     runs = read_runs(run_dirs)
     metrics = metrics_table(runs, cohort)
     by_setting = summarise_by_setting(metrics)
@@ -39,6 +47,8 @@ def aggregate(
     write_table(metrics_out, metrics)
     write_table(by_setting_out, by_setting)
     write_table(history_out, history)
+    if pathologies_out is not None:
+        write_table(pathologies_out, pathology_table(runs, cohort))
     log.info(
         "%d runs -> %d metric rows, %d settings rows, %d history rows",
         len(runs),
@@ -70,6 +80,8 @@ def bootstrap(
         metrics=tuple(resampling["metrics"]),
         reference=comparisons["reference"],
         compared=tuple(comparisons["models"]),
+        interval=resampling.get("interval", "logit"),
+        pairs=tuple(tuple(pair) for pair in comparisons.get("pairs", [])),
     )
     ci, paired = bootstrap_tables(read_runs(run_dirs), split_path, pathologies, settings)
     write_table(ci_out, ci)
@@ -131,7 +143,8 @@ def write_summary(
     """Write summary.md: headline table with intervals, comparisons, figures, data counts,
     encoders, provenance and caveats.
 
-    tables: by_setting, ci, comparisons and optionally sentiment (CSV paths); cohort_files:
+    tables: by_setting, ci, comparisons and optionally pathologies and sentiment (CSV paths);
+    cohort_files:
     index_counts, split, index; figures: file names of the figures (next to summary.md) to link;
     config: the validated config without report.figures (probelab.report.settings.summary_config);
     caches: each encoder's image cache (its failed images are listed).
@@ -139,6 +152,7 @@ def write_summary(
     from probelab.report.summary import write_summary_text
 
     sentiment = read_table(tables["sentiment"]) if tables.get("sentiment") else None
+    scope = read_table(tables["pathologies"]) if tables.get("pathologies") else None
     text = write_summary_text(
         config=config,
         by_setting=read_table(tables["by_setting"]),
@@ -150,6 +164,7 @@ def write_summary(
         index_path=cohort_files["index"],
         sentiment=sentiment,
         caches=caches,
+        scope=scope,
     )
     write_text(out, text)
     log.info("wrote %s (%d lines)", out, text.count("\n"))

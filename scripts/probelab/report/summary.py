@@ -1,5 +1,6 @@
-"""summary.md: the headline numbers with CIs, comparisons, figures, data counts, encoders,
-provenance and caveats, in Markdown that reads well on GitHub and in the Snakemake report."""
+"""summary.md: the headline numbers with CIs, comparisons, figures, data counts with the positives
+per split, the labels that cannot be evaluated, encoders, provenance and the cohort's caveats, in
+Markdown that reads well on GitHub and in the Snakemake report."""
 
 from __future__ import annotations
 
@@ -64,10 +65,52 @@ def _size_text(n: str, n_train: int) -> str:
     return f"all ({n_train})" if n == "all" else str(n)
 
 
+# The headline column saying what every metric of the row averages over (the rule is stated above
+# the table).
+EVALUATED_HEADER = "every metric over (evaluated pathologies)"
+
+
+def _min_positives(config: dict[str, Any]) -> int:
+    return int((config.get("training") or {}).get("min_positives", 1))
+
+
+def evaluation_rule(min_positives: int) -> str:
+    """The one rule of which pathologies every macro metric averages over (probelab.metrics)."""
+    images = "image" if min_positives == 1 else "images"
+    return (
+        f"Macro metrics (AUROC, AP, precision, recall, F1) average over the *evaluated* "
+        f"pathologies of each run: those with at least {min_positives} positive {images} and one "
+        "negative in the run's training subset, in validation and in test "
+        f"(`training.min_positives` = {min_positives}); exact match and Hamming loss pool the "
+        'same pathologies. Others are listed under "Labels that cannot be evaluated".'
+    )
+
+
+def _evaluated_counts(scope: pd.DataFrame | None, n_pathologies: int) -> dict[tuple, str]:
+    """(encoder, model, n) -> how many pathologies its runs' macros average over, e.g. "14 of 14"
+    or "12–13 of 14" when seeds differ."""
+    if scope is None or scope.empty:
+        return {}
+    per_run = scope.groupby(["encoder", "model", "n", "seed"])["evaluated"].sum()
+    counts = {}
+    for key, values in per_run.groupby(level=[0, 1, 2]):
+        low, high = int(values.min()), int(values.max())
+        span = str(low) if low == high else f"{low}–{high}"
+        counts[key] = f"{span} of {n_pathologies}"
+    return counts
+
+
 def headline_section(
-    ci: pd.DataFrame, by_setting: pd.DataFrame, report: dict[str, Any], model_order: list[str]
+    ci: pd.DataFrame,
+    by_setting: pd.DataFrame,
+    report: dict[str, Any],
+    model_order: list[str],
+    scope: pd.DataFrame | None = None,
+    n_pathologies: int = 0,
+    min_positives: int = 1,
 ) -> str:
     policy = report["policy"]
+    evaluated = _evaluated_counts(scope, n_pathologies)
     size = pick_size(ci, report["headline_size"], "report.headline_size")
     rows_at = ci[(ci["n"] == size) & (ci["policy"] == policy)]
     metrics = [m for m in METRIC_NAMES if m in set(rows_at["metric"])]
@@ -87,6 +130,7 @@ def headline_section(
                 for m in metrics
             ]
             + [int(group["n_seeds"].max())]
+            + ([evaluated.get((encoder, model, size), "—")] if evaluated else [])
         )
     baseline = overall_test_rows(by_setting)
     baseline = baseline[baseline["policy"] == "all_negative"]
@@ -96,6 +140,7 @@ def headline_section(
             ["all-negative baseline", "—"]
             + [_number(means.get(m, float("nan"))) for m in metrics]
             + ["—"]
+            + (["—"] if evaluated else [])
         )
     resamples = int(ci["resamples"].iloc[0]) if not ci.empty else 0
     confidence = float(ci["confidence"].iloc[0]) if not ci.empty else 0.0
@@ -109,9 +154,15 @@ def headline_section(
         f"from {resamples} bootstrap resamples of "
         f"the test *patients* (seed {report['bootstrap']['seed']}). Thresholded metrics use "
         f"{thresholds}. "
-        "Hamming loss: lower is better.",
+        "Hamming loss: lower is better. " + evaluation_rule(min_positives),
         "",
-        _table(["encoder", "model"] + [METRIC_NAMES[m] for m in metrics] + ["seeds"], rows),
+        _table(
+            ["encoder", "model"]
+            + [METRIC_NAMES[m] for m in metrics]
+            + ["seeds"]
+            + ([EVALUATED_HEADER] if evaluated else []),
+            rows,
+        ),
     ]
     return "\n".join(text)
 
@@ -150,7 +201,9 @@ def sizes_section(ci: pd.DataFrame, model_order: list[str]) -> str:
         [
             "## Macro AUROC at every training-set size",
             "",
-            "Test split, mean over seeds [95 % CI].",
+            "Test split, mean over seeds [95 % CI], over each run's evaluated pathologies (the "
+            "rule above; the positives table under Data shows how many training positives each "
+            "size has).",
             "",
             _table(header, rows),
         ]
@@ -160,6 +213,8 @@ def sizes_section(ci: pd.DataFrame, model_order: list[str]) -> str:
 def comparisons_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> str:
     reference = report["comparisons"]["reference"]
     title = f"## Paired comparisons against {reference}"
+    if "reference" in comparisons:  # rows of report.comparisons.pairs: pairs_section
+        comparisons = comparisons[comparisons["reference"] == reference]
     if comparisons.empty:
         return (
             f"{title}\n\nNo comparison: {reference} or the compared models "
@@ -197,6 +252,57 @@ def comparisons_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> st
     )
 
 
+def pairs_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> str:
+    """The report.comparisons.pairs rows of comparisons.csv (model − its own reference), e.g. each
+    fusion model against its prompt-ablation control."""
+    pairs = [tuple(pair) for pair in report["comparisons"].get("pairs", [])]
+    if not pairs or "reference" not in comparisons:
+        return ""
+    wanted = comparisons[["model", "reference"]].apply(tuple, axis=1).isin(pairs)
+    rows_at = comparisons[wanted & (comparisons["policy"] == report["policy"])]
+    title = "## Paired comparisons between named pairs"
+    if rows_at.empty:
+        return f"{title}\n\nNo pair of `report.comparisons.pairs` was run."
+    metrics = [m for m in METRIC_NAMES if m in set(rows_at["metric"])]
+    rows = []
+    ordered = rows_at.assign(
+        _pair=rows_at[["model", "reference"]].apply(tuple, axis=1).map(pairs.index)
+    ).sort_values(["encoder", "_pair", "n_train"])
+    for (encoder, _, n), group in ordered.groupby(["encoder", "_pair", "n"], sort=False):
+        cells = group.set_index("metric")
+        first = group.iloc[0]
+        row = [
+            encoder,
+            _size_text(n, int(first["n_train"])),
+            f"{first['model']} − {first['reference']}",
+        ]
+        for metric in metrics:
+            if metric not in cells.index:
+                row.append("—")
+                continue
+            cell = cells.loc[metric]
+            mark = " ✱" if bool(cell["excludes_zero"]) else ""
+            row.append(
+                f"{cell['difference']:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]{mark}"
+            )
+        rows.append(row)
+    return "\n".join(
+        [
+            title,
+            "",
+            "Each pair of `report.comparisons.pairs`, computed like the table above: difference "
+            "model − reference on the same test images, 95 % paired patient-bootstrap interval, "
+            "✱ = the interval excludes zero. A fusion model against its prompt-ablation control "
+            "(`*_no_text`: the same head, settings and seeds, the prompt mega-vector replaced by "
+            "random vectors of equal norm) measures what the prompt text adds to it; "
+            "text_init_linear against zero_shot and linear_probe shows what training adds to the "
+            "text, and what the text adds to a linear probe.",
+            "",
+            _table(["encoder", "size", "pair"] + [f"Δ {METRIC_NAMES[m]}" for m in metrics], rows),
+        ]
+    )
+
+
 def figures_section(figures: list[str]) -> str:
     """Links to the figures, by file name: they are written next to summary.md."""
     lines = ["## Figures", ""]
@@ -214,7 +320,12 @@ def figures_section(figures: list[str]) -> str:
 
 
 def data_section(
-    index_counts: Path, split_path: Path, index_path: Path, pathologies: list[str]
+    index_counts: Path,
+    split_path: Path,
+    index_path: Path,
+    pathologies: list[str],
+    scope: pd.DataFrame | None = None,
+    min_positives: int = 1,
 ) -> str:
     counts = json.loads(Path(index_counts).read_text())
     split = pd.read_parquet(split_path)
@@ -231,9 +342,29 @@ def data_section(
     ]
     positives = [
         [p, counts.get("positives", {}).get(p, "—")]
-        + [int(merged.loc[merged["split"] == s, p].sum()) for s in order]
+        + [_flag(int(merged.loc[merged["split"] == s, p].sum()), min_positives) for s in order]
         for p in pathologies
     ]
+    header = ["pathology", "present"] + [f"{s} split" for s in order]
+    if scope is not None and not scope.empty:
+        sizes = size_order(scope["n"].astype(str).tolist())
+        fewest = scope.groupby(["n", "pathology"])["train_positives"].min()
+        n_train = scope.groupby("n")["n_train"].max()
+        runs = scope.groupby("pathology")["evaluated"].agg(["sum", "count"])
+        for row, name in zip(positives, pathologies, strict=True):
+            row += [
+                _flag(fewest.get((n, name)), min_positives)
+                if pd.notna(fewest.get((n, name)))
+                else "—"
+                for n in sizes
+            ]
+            row.append(
+                f"{int(runs.loc[name, 'sum'])} of {int(runs.loc[name, 'count'])}"
+                if name in runs.index
+                else "—"
+            )
+        header += [f"n = {_size_text(n, int(n_train[n]))}: fewest" for n in sizes]
+        header.append("runs evaluating it")
     listed = [
         ["listed in the label table", counts.get("listed", "—")],
         ["present on disk (indexed)", counts.get("present", "—")],
@@ -249,9 +380,88 @@ def data_section(
             "",
             _table(["split", "images", "patients"], per_split),
             "",
-            "Positive images per pathology:",
+            "Positive images per pathology: present in the index, per split, and for each "
+            "training-set size the fewest training positives of any run (subsets differ by "
+            f"seed). ✗ marks a count below `training.min_positives` = {min_positives}: a run "
+            "with it cannot evaluate that pathology.",
             "",
-            _table(["pathology", "present"] + order, positives),
+            _table(header, positives),
+        ]
+    )
+
+
+def _flag(count: Any, min_positives: int) -> str:
+    """A positives count, marked ✗ when it is below min_positives."""
+    if count is None or (isinstance(count, float) and math.isnan(count)):
+        return "—"
+    return f"{int(count)} ✗" if int(count) < min_positives else str(int(count))
+
+
+def unevaluable_section(scope: pd.DataFrame | None, min_positives: int) -> str:
+    """'Labels that cannot be evaluated': every pathology some run left out, with the runs and the
+    reason (the same text as the job log and metrics.json's excluded_pathologies)."""
+    title = "## Labels that cannot be evaluated"
+    if scope is None or scope.empty:
+        return ""
+    excluded = scope[~scope["evaluated"].astype(bool)]
+    if excluded.empty:
+        return (
+            f"{title}\n\nNone: every run evaluates every pathology (at least {min_positives} "
+            "positive image(s) and one negative in its training subset, validation and test)."
+        )
+    runs_per_setting = scope.drop_duplicates(["encoder", "model", "n", "seed"])
+    n_runs = runs_per_setting.groupby("n").size()
+    excluded = excluded.assign(reason=excluded["reason"].fillna("").astype(str))
+    sizes = size_order(scope["n"].astype(str).tolist())
+    n_train = scope.groupby("n")["n_train"].max()
+    rows = []
+    for (pathology, reason), by_reason in excluded.groupby(["pathology", "reason"], sort=False):
+        # sizes where every run leaves it out share one row; the others get a row each
+        everywhere, partial = [], []
+        for n, group in by_reason.groupby("n"):
+            (everywhere if len(group) == n_runs.get(n, -1) else partial).append((n, group))
+        if everywhere:
+            group = pd.concat([g for _, g in everywhere])
+            shown = sorted((n for n, _ in everywhere), key=sizes.index)
+            rows.append(
+                [
+                    pathology,
+                    ", ".join(_size_text(n, int(n_train[n])) for n in shown),
+                    ", ".join(str(seed) for seed in sorted(set(group["seed"]))),
+                    f"all {len(group)}",
+                    reason or "—",
+                    sizes.index(shown[0]),
+                ]
+            )
+        for n, group in partial:
+            encoders = ", ".join(sorted(set(group["encoder"])))
+            models = ", ".join(sorted(set(group["model"])))
+            rows.append(
+                [
+                    pathology,
+                    _size_text(n, int(n_train[n])),
+                    ", ".join(str(seed) for seed in sorted(set(group["seed"]))),
+                    f"{len(group)} of {n_runs[n]} ({encoders}; {models})",
+                    reason or "—",
+                    sizes.index(n),
+                ]
+            )
+    order = {name: i for i, name in enumerate(dict.fromkeys(scope["pathology"]))}
+    rows.sort(key=lambda r: (order.get(r[0], 0), r[5], r[2]))
+    rows = [row[:5] for row in rows]
+    return "\n".join(
+        [
+            title,
+            "",
+            "Pathologies some runs leave out of every metric, by the rule stated with the headline "
+            "table: their per-pathology values are empty and no macro metric of those runs "
+            "counts them (other runs of the same model may, so compare macro numbers across "
+            'sizes with this list in mind). "not trained": too few positives in the training '
+            'subset or in validation, so the model has no output for it; "trained, not '
+            'evaluated": too few in test. Each is also a warning in the train_probe job log and '
+            "an entry of `excluded_pathologies` in the run's metrics.json.",
+            "",
+            _table(["pathology", "size", "seeds", "runs", "reason"], rows),
         ]
     )
 
@@ -389,17 +599,12 @@ def flagged_encoders(encoders: dict[str, Any], caveats: dict[str, Any]) -> list[
 
 
 def caveats_section(config: dict[str, Any]) -> str:
+    """The cohort's own caveats (config key cohort_caveats: label provenance, synthetic data, ...),
+    the report's method caveat, flagged encoders and the report.caveats.notes."""
     caveats = config["report"]["caveats"]
-    lines = [
-        "## Caveats",
-        "",
-        "- **Label noise.** NIH ChestX-ray14 labels were text-mined from radiology reports, "
-        "not read from the "
-        "images; independent re-reads disagree with a sizeable share of them, "
-        "especially for Infiltration, "
-        "Pneumonia and Consolidation. Test metrics measure agreement with these noisy labels, "
-        "and small "
-        "differences between models are within that noise.",
+    lines = ["## Caveats", ""]
+    lines += [f"- {caveat}" for caveat in config.get("cohort_caveats") or []]
+    lines += [
         "- **Patients, not images.** Confidence intervals resample test patients, "
         "because images of one patient "
         "are correlated; they do not cover the variation between training subsets "
@@ -414,14 +619,37 @@ def caveats_section(config: dict[str, Any]) -> str:
             "(or other chest X-ray collections derived from it), "
             "possibly including this test split, which would inflate their scores."
         )
-    if config.get("demo", {}).get("enabled"):
-        lines.append(
-            "- **Demo data.** This run uses the synthetic demo cohort "
-            "and encoders with seeded random weights: "
-            "the numbers exercise the workflow and are not findings."
-        )
+    lines += _text_caveats(config)
     lines += [f"- {note}" for note in caveats["notes"]]
     return "\n".join(lines)
+
+
+def _text_caveats(config: dict[str, Any]) -> list[str]:
+    """What a constant prompt input can do (when a fusion model ran), and the models encoders
+    without a text tower skipped."""
+    from probelab.config import enabled_models, skipped_models
+    from probelab.models import FUSION_HEADS
+
+    lines = []
+    fusion = [model for model in FUSION_HEADS if model in enabled_models(config)]
+    if fusion:
+        lines.append(
+            f"- **Constant prompt inputs.** {' and '.join(fusion)} feed the prompt mega-vector, "
+            "which is the same for every image, through a branch of their own: whatever its "
+            "normalisation, that branch adds at most a learned constant, which says nothing about "
+            "the image, and the BatchNorm after it subtracts the batch mean, cancelling even "
+            "that. Their differences from the reference come from the architecture (extra "
+            "layers, learned feature weights, dropout), not from the text; the prompt-ablation "
+            'controls (`*_no_text`, under "Paired comparisons between named pairs") measure '
+            "it. Text can only help through heads that use each pathology's embedding per class: "
+            "text_init_linear (which starts as the zero-shot classifier) and text_pair_scorer."
+        )
+    for encoder, models in skipped_models(config).items():
+        lines.append(
+            f"- **No text tower.** Encoder {encoder} has no text tower, so it skipped the models "
+            f"that read prompt embeddings: {', '.join(models)}."
+        )
+    return lines
 
 
 def write_summary_text(
@@ -436,8 +664,16 @@ def write_summary_text(
     index_path: Path,
     sentiment: pd.DataFrame | None = None,
     caches: dict[str, Path] | None = None,
+    scope: pd.DataFrame | None = None,
 ) -> str:
+    """summary.md's text. scope: pathologies.csv (per run and pathology: positives, evaluated,
+    reason), or None for runs that predate it."""
     report = config["report"]
+    min_positives = _min_positives(config)
+    if scope is not None:
+        scope = scope.assign(
+            n=scope["n"].astype(str), evaluated=scope["evaluated"].astype(str).eq("True")
+        )
     order = report["model_order"]
     n_runs = int(by_setting.groupby(["encoder", "model", "n"])["n_runs"].max().sum())
     parts = [
@@ -447,12 +683,18 @@ def write_summary_text(
         "How to read this report: `docs/report.md` in the repository. "
         "Tables: `metrics.csv` (every run), `summary_by_setting.csv` (over seeds), "
         "`bootstrap_ci.csv`, `comparisons.csv`.",
-        headline_section(ci, by_setting, report, order),
+        headline_section(
+            ci, by_setting, report, order, scope, len(config["pathologies"]), min_positives
+        ),
         sizes_section(ci, order),
         comparisons_section(comparisons, report),
+        pairs_section(comparisons, report),
         figures_section(figures),
         sentiment_section(sentiment) if sentiment is not None else "",
-        data_section(index_counts, split_path, index_path, config["pathologies"]),
+        data_section(
+            index_counts, split_path, index_path, config["pathologies"], scope, min_positives
+        ),
+        unevaluable_section(scope, min_positives),
         encoders_section(config.get("encoders", {}) or {}),
         caches_section(caches or {}),
         provenance_section(config, n_runs),
