@@ -81,7 +81,7 @@ rule subset:
     output:
         ids=PATHS.subset("{n}", "{seed}"),
         # the subset's no-finding share and prevalences, read by the report (learning curves)
-        mix=PATHS.subset_mix("{n}", "{seed}"),
+        mix=str(mix_path(PATHS.subset("{n}", "{seed}"))),
     log:
         f"{LOGS}/subset/n{{n}}_seed{{seed}}.log",
     benchmark:

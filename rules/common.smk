@@ -28,6 +28,7 @@ from probelab.report.settings import (
     summary_figures,
 )
 from probelab.sentiment import SPLITS
+from probelab.subsets import mix_path
 from probelab.sentiment.data import input_files
 from probelab.sentiment.encoder import configured_model
 from probelab.sentiment.features import expected_features

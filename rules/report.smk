@@ -58,7 +58,7 @@ rule bootstrap:
         predictions=run_outputs("predictions_test.parquet"),
         metrics=run_outputs("metrics.json"),
         # the training mix of every size, which the learning curves mark where it differs
-        mixes=[PATHS.subset_mix(n, seed) for n in subset_sizes() for seed in subset_seeds()],
+        mixes=[str(mix_path(path)) for path in subset_paths()],
         split=PATHS.split,
     output:
         ci=report(

@@ -96,10 +96,6 @@ class CohortLayout:
     def subset(self, n: str | int, seed: str | int) -> str:
         return f"{self.root}/subsets/n{n}/seed{seed}.txt"
 
-    def subset_mix(self, n: str | int, seed: str | int) -> str:
-        """The subset's no-finding share and prevalences (probelab.subsets.read_mix)."""
-        return f"{self.root}/subsets/n{n}/seed{seed}.json"
-
     def built_encoder(self, encoder: str) -> str:
         """The model folder that rule make_demo_encoder writes for a build_from encoder."""
         return f"{self.root}/encoders/{encoder}"

@@ -210,6 +210,22 @@ def sizes_section(ci: pd.DataFrame, model_order: list[str]) -> str:
     )
 
 
+def _difference_cells(cells: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """One comparisons.csv setting (indexed by metric) as table cells: the paired difference
+    and its interval per metric, ✱ where the interval excludes zero, — where not computed."""
+    row = []
+    for metric in metrics:
+        if metric not in cells.index:
+            row.append("—")
+            continue
+        cell = cells.loc[metric]
+        mark = " ✱" if bool(cell["excludes_zero"]) else ""
+        row.append(
+            f"{cell['difference']:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]{mark}"
+        )
+    return row
+
+
 def comparisons_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> str:
     reference = report["comparisons"]["reference"]
     title = f"## Paired comparisons against {reference}"
@@ -227,15 +243,7 @@ def comparisons_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> st
     for (encoder, n, model), group in ordered.groupby(["encoder", "n", "model"], sort=False):
         cells = group.set_index("metric")
         row = [encoder, _size_text(n, int(group["n_train"].iloc[0])), model]
-        for metric in metrics:
-            if metric not in cells.index:
-                row.append("—")
-                continue
-            cell = cells.loc[metric]
-            mark = " ✱" if bool(cell["excludes_zero"]) else ""
-            row.append(
-                f"{cell['difference']:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]{mark}"
-            )
+        row += _difference_cells(cells, metrics)
         rows.append(row)
     return "\n".join(
         [
@@ -276,15 +284,7 @@ def pairs_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> str:
             _size_text(n, int(first["n_train"])),
             f"{first['model']} − {first['reference']}",
         ]
-        for metric in metrics:
-            if metric not in cells.index:
-                row.append("—")
-                continue
-            cell = cells.loc[metric]
-            mark = " ✱" if bool(cell["excludes_zero"]) else ""
-            row.append(
-                f"{cell['difference']:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]{mark}"
-            )
+        row += _difference_cells(cells, metrics)
         rows.append(row)
     return "\n".join(
         [
