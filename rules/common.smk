@@ -116,6 +116,22 @@ def built_encoder_names() -> list[str]:
     return [name for name in encoder_names() if config["encoders"][name]["build_from"]]
 
 
+def built_encoder_recipe(wildcards) -> dict:
+    """What rule make_demo_encoder builds an encoder from; a change reruns it."""
+    settings = config["encoders"][wildcards.encoder]
+    return {key: settings[key] for key in ("backend", "build_from", "seed", "pretrain")}
+
+
+def built_encoder_inputs(wildcards) -> dict[str, str]:
+    """The architecture file, and for a pretrained encoder the index and split whose training
+    images it learns from."""
+    settings = config["encoders"][wildcards.encoder]
+    inputs = {"architecture": settings["build_from"]}
+    if settings["pretrain"]:
+        inputs.update(index=PATHS.index, split=PATHS.split)
+    return inputs
+
+
 def encoder_settings(wildcards) -> dict:
     """The encoder's config entry, with the model folder filled in for build_from encoders."""
     settings = dict(config["encoders"][wildcards.encoder])

@@ -1,4 +1,4 @@
-# Embed stage: (demo encoder weights) -> image cache and prompt cache per encoder.
+# Embed stage: (demo encoders, pretrained on the training split) -> image and prompt caches.
 # File formats: docs/architecture.md; config keys: schemas/embed.schema.yaml.
 
 
@@ -6,7 +6,7 @@ if built_encoder_names():
 
     rule make_demo_encoder:
         input:
-            architecture=lambda wildcards: config["encoders"][wildcards.encoder]["build_from"],
+            unpack(built_encoder_inputs),
         output:
             directory(PATHS.built_encoder("{encoder}")),
         log:
@@ -19,10 +19,13 @@ if built_encoder_names():
             "../envs/embed.yaml"
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=4000,
+            runtime=30,
         params:
-            seed=lambda wildcards: config["encoders"][wildcards.encoder]["seed"],
+            recipe=built_encoder_recipe,
+            pathologies=lambda wildcards: (
+                config["pathologies"] if config["encoders"][wildcards.encoder]["pretrain"] else []
+            ),
         script:
             "../scripts/make_demo_encoder.py"
 

@@ -21,6 +21,19 @@ NIH_HEADER_2020 = (
     "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
 )
 PATHOLOGIES = ["Cardiomegaly", "Effusion", "Nodule"]
+DEMO_OPEN_CLIP_JSON = REPO / "configs" / "encoders" / "probelab-demo-vit-tiny.json"
+
+
+def random_demo_encoder(**changes) -> dict:
+    """The demo open_clip architecture with seeded random weights, loaded straight from its file
+    (nothing built or pretrained): for tests of plumbing rather than of what features learn."""
+    return {
+        "backend": "open_clip",
+        "model": str(DEMO_OPEN_CLIP_JSON),
+        "seed": 0,
+        "num_workers": 0,
+        **changes,
+    }
 
 
 def write_nih_table(

@@ -9,11 +9,15 @@ import torch
 from conftest import REPO
 
 from probelab.config import ConfigError, validate_config
-from probelab.demo.encoder import make_demo_encoder
+from probelab.demo.encoder import BuildRecipe, make_demo_encoder
 from probelab.encoders import EncoderError, build_encoder, effective_precision, pick_device
 
 DEMO_JSON = REPO / "configs" / "encoders" / "probelab-demo-vit-tiny.json"
 DEMO_HF_JSON = REPO / "configs" / "encoders" / "demo-hf-clip.json"
+
+
+def hf_recipe(seed: int) -> BuildRecipe:
+    return BuildRecipe("hf", "transformers", DEMO_HF_JSON, seed, pretrain=None)
 
 
 def settings(**entry):
@@ -30,7 +34,7 @@ def settings(**entry):
 @pytest.fixture(scope="module")
 def hf_clip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hf") / "clip"
-    make_demo_encoder(DEMO_HF_JSON, folder, seed=0)
+    make_demo_encoder(hf_recipe(0), folder)
     return folder
 
 
@@ -75,8 +79,8 @@ def test_open_clip_random_weights_follow_the_seed():
 
 
 def test_demo_transformers_model_follows_the_seed(hf_clip, tmp_path):
-    make_demo_encoder(DEMO_HF_JSON, tmp_path / "again", seed=0)
-    make_demo_encoder(DEMO_HF_JSON, tmp_path / "other", seed=1)
+    make_demo_encoder(hf_recipe(0), tmp_path / "again")
+    make_demo_encoder(hf_recipe(1), tmp_path / "other")
     first = build_encoder("x", settings(backend="transformers", model=str(hf_clip)))
     again = build_encoder("y", settings(backend="transformers", model=str(tmp_path / "again")))
     other = build_encoder("z", settings(backend="transformers", model=str(tmp_path / "other")))

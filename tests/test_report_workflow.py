@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, random_demo_encoder, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -22,11 +22,7 @@ def tiny_config(workdir: Path, **report_changes) -> Path:
     """One demo encoder x the reference and a fusion model x two sizes x two seeds, a few epochs,
     no sentiment track: the smallest matrix with learning curves, seeds and a comparison."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    encoder = dict(
-        config["encoders"]["demo_openclip"],
-        model=str(REPO / config["encoders"]["demo_openclip"]["model"]),
-        num_workers=0,
-    )
+    encoder = random_demo_encoder()
     models = config["models"]
     for name in ("baseline_mlp", "two_branch_concat"):
         models[name].update(epochs=4, patience=2)

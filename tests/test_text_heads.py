@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, random_demo_encoder, run_snakemake
 from sklearn.metrics import roc_auc_score
 
 from probelab.heads import TextPairScorer, build_head
@@ -266,7 +266,7 @@ def test_an_encoder_without_text_tower_skips_the_prompt_models() -> None:
     from probelab.config import encoder_models, skipped_models, validate_config
 
     config = demo_config()
-    config["encoders"]["demo_openclip"]["text"] = False
+    config["encoders"]["demo_openclip"] = random_demo_encoder(text=False)
     validated = validate_config(config)
     assert encoder_models(validated, "demo_openclip") == ["baseline_mlp", "linear_probe"]
     assert len(encoder_models(validated, "demo_hfclip")) == 9
@@ -288,7 +288,7 @@ def test_the_summary_states_what_a_constant_prompt_input_can_do_and_what_was_ski
     from probelab.report.summary import caveats_section
 
     config = demo_config()
-    config["encoders"]["demo_openclip"]["text"] = False
+    config["encoders"]["demo_openclip"] = random_demo_encoder(text=False)
     text = caveats_section(validate_config(config))
     assert "- **Constant prompt inputs.** two_branch_concat and weighted_sum feed" in text
     assert (
@@ -311,11 +311,7 @@ def test_text_init_linear_beats_zero_shot_on_the_demo_at_the_largest_size(tmp_pa
     largest size: the anchored head learns from the labels. The report pairs the fusion model
     with its prompt-ablation control and says what a constant prompt input can do."""
     config = demo_config()
-    encoder = dict(
-        config["encoders"]["demo_openclip"],
-        model=str(REPO / config["encoders"]["demo_openclip"]["model"]),
-        num_workers=0,
-    )
+    encoder = random_demo_encoder()
     compared = ("zero_shot", "text_init_linear", "two_branch_concat", "two_branch_concat_no_text")
     config.update(
         encoders={"demo_openclip": encoder},

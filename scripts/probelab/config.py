@@ -111,8 +111,34 @@ def check_config(config: dict[str, Any]) -> None:
     before any job runs. Raises ConfigError with one sentence naming the key."""
     _check_split(config)
     _check_demo(config)
+    _check_pretrain(config)
     _check_prompt_models(config)
     _check_report(config)
+
+
+def _check_pretrain(config: dict[str, Any]) -> None:
+    """Only an encoder the workflow builds can be pretrained, on its text, with a loss its
+    architecture has the parameters for."""
+    for name, settings in (config.get("encoders") or {}).items():
+        pretrain = settings.get("pretrain")
+        if not pretrain:
+            continue
+        key = f"encoders.{name}.pretrain"
+        if not settings.get("build_from"):
+            raise ConfigError(
+                f"config key '{key}' is set, but encoder {name} has no build_from: only an "
+                "encoder the workflow builds from an architecture file can be pretrained."
+            )
+        if not settings.get("text", True):
+            raise ConfigError(
+                f"config key '{key}' is set, but encoders.{name}.text is false: pretraining "
+                "pairs images with captions, so it needs the text tower."
+            )
+        if pretrain["loss"] == "siglip" and settings["backend"] != "open_clip":
+            raise ConfigError(
+                f"config key '{key}.loss' is siglip, but encoder {name} is a Transformers CLIP, "
+                "which has no logit bias; use loss clip, or backend open_clip."
+            )
 
 
 def check_paths(config: dict[str, Any]) -> None:

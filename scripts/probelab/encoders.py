@@ -107,13 +107,15 @@ class Encoder(ABC):
     preprocessing: str = ""
     _tokenizer: Any = field(default=None, repr=False)
 
+    # The backend forward passes, unnormalised and with autograd: encode_images/encode_texts
+    # wrap them for caching; demo pretraining (probelab.demo.pretrain) trains through them.
     @abstractmethod
-    def _image_features(self, pixels: Any) -> Any:
-        """Backend forward pass: pixels on the device -> (B, D) tensor."""
+    def image_forward(self, pixels: Any) -> Any:
+        """Pixels on the device -> (B, D) tensor."""
 
     @abstractmethod
-    def _text_features(self, texts: list[str]) -> Any:
-        """Backend forward pass: strings -> (len(texts), D) tensor."""
+    def text_forward(self, texts: list[str]) -> Any:
+        """Strings -> (len(texts), D) tensor."""
 
     def _autocast(self) -> Any:
         import contextlib
@@ -138,7 +140,7 @@ class Encoder(ABC):
         import torch
 
         with torch.inference_mode(), self._autocast():
-            return self._finish(self._image_features(pixels.to(self.device, non_blocking=True)))
+            return self._finish(self.image_forward(pixels.to(self.device, non_blocking=True)))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Strings -> (len(texts), D) float32 features; refused for an encoder without text
@@ -152,7 +154,7 @@ class Encoder(ABC):
                 "so it cannot embed prompts for prompt-fusion or zero-shot models."
             )
         with torch.inference_mode(), self._autocast():
-            return self._finish(self._text_features(texts))
+            return self._finish(self.text_forward(texts))
 
     def provenance(self) -> dict[str, Any]:
         """The attributes a cache built with this encoder records (docs/architecture.md)."""
@@ -173,23 +175,23 @@ class Encoder(ABC):
 
         self.input_shape = tuple(self.preprocess(Image.new("L", (32, 32))).shape)
         with torch.inference_mode(), self._autocast():
-            features = self._image_features(torch.zeros((1, *self.input_shape), device=self.device))
+            features = self.image_forward(torch.zeros((1, *self.input_shape), device=self.device))
         self.embed_dim = int(features.shape[-1])
 
 
 class OpenClipEncoder(Encoder):
-    def _image_features(self, pixels: Any) -> Any:
+    def image_forward(self, pixels: Any) -> Any:
         return self.model.encode_image(pixels)
 
-    def _text_features(self, texts: list[str]) -> Any:
+    def text_forward(self, texts: list[str]) -> Any:
         return self.model.encode_text(self._tokenizer(texts).to(self.device))
 
 
 class TransformersEncoder(Encoder):
-    def _image_features(self, pixels: Any) -> Any:
+    def image_forward(self, pixels: Any) -> Any:
         return _pooled(self.model.get_image_features(pixel_values=pixels))
 
-    def _text_features(self, texts: list[str]) -> Any:
+    def text_forward(self, texts: list[str]) -> Any:
         if not hasattr(self.model, "get_text_features"):
             raise EncoderError(
                 f"encoder '{self.name}' ({self.model_id}) has no text tower; "
@@ -218,6 +220,29 @@ def _pooled(output: Any) -> Any:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+# Written by make_demo_encoder into a model folder it pretrained (probelab.demo.encoder).
+PRETRAINING_FILE = "pretraining.json"
+
+
+def built_weights(settings: dict[str, Any]) -> str:
+    """The provenance of a build_from encoder's weights: how make_demo_encoder made them, and the
+    content digest of the folder, so that a cache (or a partial run resumed) is tied to these
+    very weights, not only to the recipe that names the cache."""
+    from probelab.fingerprint import content_digest
+
+    folder = Path(settings["model"])
+    record = folder / PRETRAINING_FILE
+    if record.is_file():
+        done = json.loads(record.read_text())
+        how = (
+            f"pretrained ({done['loss']} loss, {done['n_images']} training images, "
+            f"seed {settings['seed']})"
+        )
+    else:
+        how = f"random init (seed {settings['seed']})"
+    return f"{how} from {settings['build_from']}, folder digest {content_digest(folder)}"
 
 
 def _build_open_clip(name: str, settings: dict[str, Any], device: str) -> OpenClipEncoder:
@@ -256,13 +281,12 @@ def _build_open_clip(name: str, settings: dict[str, Any], device: str) -> OpenCl
     model.eval()
     loaded = pretrained or model_ref.startswith("hf-hub:") or arch.startswith("local-dir:")
     logit_bias = getattr(model, "logit_bias", None)
+    weights = str(pretrained or model_ref) if loaded else f"random init (seed {settings['seed']})"
     return OpenClipEncoder(
         name=name,
         backend="open_clip",
         model_id=model_ref,
-        weights=str(pretrained or model_ref)
-        if loaded
-        else f"random init (seed {settings['seed']})",
+        weights=built_weights(settings) if settings.get("build_from") else weights,
         model=model,
         preprocess=preprocess,
         device=device,
@@ -306,14 +330,11 @@ def _build_transformers(name: str, settings: dict[str, Any], device: str) -> Tra
         )
     model.to(device).eval()
     scale, bias = getattr(model, "logit_scale", None), getattr(model, "logit_bias", None)
-    built_from = settings.get("build_from")
     return TransformersEncoder(
         name=name,
         backend="transformers",
         model_id=model_ref,
-        weights=f"random init (seed {settings['seed']}) from {built_from}"
-        if built_from
-        else model_ref,
+        weights=built_weights(settings) if settings.get("build_from") else model_ref,
         model=model,
         preprocess=TransformersPreprocess(processor),
         device=device,

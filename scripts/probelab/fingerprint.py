@@ -21,12 +21,16 @@ from typing import Any
 # Bump when a change to image loading, preprocessing or pooling changes the features an encoder
 # gives for the same settings: caches built by older code then no longer match.
 EMBEDDING_CODE_VERSION = 1
+# Bump when a change to demo pretraining (probelab.demo.pretrain) changes the weights it gives for
+# the same settings and training images: pretrained demo encoders' caches then no longer match.
+PRETRAIN_CODE_VERSION = 1
 # Encoder settings that decide the features; the others (batch_size, num_workers, device,
 # on_bad_image, ...) change how the run goes, not what it computes.
 ENCODER_CONTENT_KEYS = (
     "backend",
     "model",
     "build_from",
+    "pretrain",
     "pretrained",
     "precision",
     "normalize",
@@ -91,17 +95,23 @@ def local_file_digests(values: dict[str, Any]) -> dict[str, str]:
 def encoder_fingerprint(name: str, settings: dict[str, Any]) -> dict[str, Any]:
     """What decides an encoder's features: its content settings, the digests of its local files
     and the embedding code version. For a build_from encoder, `settings["model"]` is the folder
-    the workflow builds; its recipe (the architecture file and the seed) stands for it."""
+    the workflow builds; its recipe (the architecture file, the seed and the pretraining settings)
+    stands for it. Its training images are not in the recipe: when they change, rule
+    make_demo_encoder and the caches rerun in place, and each cache records the built folder's
+    content digest (probelab.encoders.built_weights), so that no partial run is resumed across."""
     content = {key: settings.get(key) for key in ENCODER_CONTENT_KEYS}
+    code: dict[str, int] | int = EMBEDDING_CODE_VERSION
     if content["build_from"]:
         content["model"] = None
+        if content["pretrain"]:
+            code = {"embedding": EMBEDDING_CODE_VERSION, "pretraining": PRETRAIN_CODE_VERSION}
     files = {key: content[key] for key in ("model", "pretrained", "build_from")}
     return canonical(
         {
             "encoder": name,
             "settings": content,
             "files": local_file_digests(files),
-            "code": EMBEDDING_CODE_VERSION,
+            "code": code,
         }
     )
 
