@@ -168,9 +168,13 @@ def main() -> None:
 
     config = load_config(args.config)
     embedding = config["embedding"]
+    # The demo architecture loaded from its file with random weights: speed does not depend on
+    # the weights, and the benchmark then needs no pretrained build.
     demo = dict(
         config["encoders"]["demo_openclip"],
-        model=str(REPO / config["encoders"]["demo_openclip"]["model"]),
+        model=str(REPO / config["encoders"]["demo_openclip"]["build_from"]),
+        build_from=None,
+        pretrain=None,
     )
     vit = dict(demo, model="ViT-B-16", batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,6 +27,7 @@ import yaml
 from conftest import REPO, run_snakemake
 
 from probelab.config import load_config
+from probelab.fingerprint import digest
 from probelab.layout import CohortLayout, image_cache_of
 from probelab.probe_job import RunSpec, train_probe
 
@@ -94,10 +95,13 @@ def test_the_demo_encoders_learned_the_findings(demo, encoder: str) -> None:
     workdir, config = demo
     assert mean_over_seeds(workdir, config, encoder, "linear_probe", "all") >= LINEAR_PROBE_FLOOR
     assert mean_over_seeds(workdir, config, encoder, "zero_shot", "all") >= ZERO_SHOT_FLOOR[encoder]
-    record = json.loads((workdir / f"results/demo/encoders/{encoder}/pretraining.json").read_text())
-    assert record["n_images"] == int(
-        pd.read_parquet(workdir / "results/demo/split.parquet")["split"].eq("train").sum()
-    )
+    # pretrained on exactly the training split: no validation or test image was seen
+    record = json.loads((workdir / LAYOUT.built_encoder(encoder) / "pretraining.json").read_text())
+    split = pd.read_parquet(workdir / LAYOUT.split)
+    index = pd.read_parquet(workdir / LAYOUT.index, columns=["image_id"])
+    train = index.merge(split[split["split"] == "train"], on="image_id")["image_id"].tolist()
+    assert record["n_images"] == len(train)
+    assert record["training_image_ids_digest"] == digest(train)
     assert record["loss_per_epoch"][-1] < record["loss_per_epoch"][0]
 
 

@@ -112,8 +112,26 @@ def check_config(config: dict[str, Any]) -> None:
     _check_split(config)
     _check_demo(config)
     _check_pretrain(config)
+    _check_image_only_backends(config)
     _check_prompt_models(config)
     _check_report(config)
+
+
+def _check_image_only_backends(config: dict[str, Any]) -> None:
+    """torchxrayvision's classifiers have no text tower, and the workflow does not build them."""
+    for name, settings in (config.get("encoders") or {}).items():
+        if settings["backend"] != "torchxrayvision":
+            continue
+        if settings.get("text", True):
+            raise ConfigError(
+                f"config key 'encoders.{name}.text' must be false: torchxrayvision models have no "
+                "text tower (the models that read prompts are then skipped for this encoder)."
+            )
+        if settings.get("build_from"):
+            raise ConfigError(
+                f"config key 'encoders.{name}.build_from' is for demo CLIPs; a torchxrayvision "
+                "encoder names its weights in model."
+            )
 
 
 def _check_pretrain(config: dict[str, Any]) -> None:

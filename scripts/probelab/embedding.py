@@ -79,6 +79,11 @@ def read_index(index_path: Path) -> pd.DataFrame:
     return index
 
 
+def loader_workers(configured: int | str, threads: int | None) -> int:
+    """Decoding workers: the configured number, or with `auto` one per thread of the job."""
+    return max(1, threads or 1) if configured == "auto" else int(configured)
+
+
 def _check_expected(fingerprint: dict[str, Any], expected: Any, out_path: Path) -> None:
     """Refuse to write a cache whose settings or files differ from those the workflow planned
     for it (named in its file name), naming the first field that differs."""
@@ -151,7 +156,7 @@ def embed_images(
         loader = make_loader(
             dataset,
             batches,
-            num_workers=settings["num_workers"],
+            num_workers=loader_workers(settings["num_workers"], threads),
             pin_memory=encoder.device == "cuda",
             prefetch_factor=embedding["prefetch_factor"],
         )

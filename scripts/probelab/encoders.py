@@ -5,7 +5,10 @@ Backends:
   `hf-hub:` id that carries an open_clip config, a local folder with `open_clip_config.json`,
   or a local architecture JSON file (registered with `open_clip.add_model_config`) with optional
   weights; without weights the model is randomly initialised from the encoder's seed.
-- `transformers`: a CLIP or SigLIP checkpoint in Transformers format (hub id or local folder).
+- `transformers`: a CLIP or SigLIP checkpoint in Transformers format (hub id or local folder),
+  or an image-only model (DINOv2 / RAD-DINO, ViT, ...) with `text: false`.
+- `torchxrayvision`: the supervised chest X-ray classifiers of torchxrayvision (DenseNet-121,
+  ResNet-50), their penultimate features, with their own preprocessing.
 
 Both give float32 numpy features (L2-normalised when configured) from batches of pixel tensors
 made by the model's own preprocessing, and text features from strings when the model has a text
@@ -18,7 +21,9 @@ import json
 import logging
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +110,30 @@ class Encoder(ABC):
     input_shape: tuple[int, ...] = ()
     embed_dim: int = 0
     preprocessing: str = ""
+    # Loads the tokenizer on first use: only prompt embedding needs one, and a tokenizer that
+    # needs a missing package (SentencePiece, protobuf) must not stop image embedding.
+    _load_tokenizer: Callable[[], Any] | None = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            if self._load_tokenizer is None:
+                raise EncoderError(f"encoder '{self.name}' has no tokenizer.")
+            try:
+                self._tokenizer = self._load_tokenizer()
+            except ImportError as error:
+                raise EncoderError(
+                    f"encoder '{self.name}' ({self.model_id}): its tokenizer needs the Python "
+                    f"package '{missing_package(error)}', which is not installed here "
+                    f"(pip install {missing_package(error)})."
+                ) from error
+            except (OSError, ValueError) as error:
+                raise EncoderError(
+                    f"encoder '{self.name}': the tokenizer of {self.model_id} could not be loaded "
+                    f"({_one_line(str(error))})."
+                ) from error
+        return self._tokenizer
 
     # The backend forward passes, unnormalised and with autograd: encode_images/encode_texts
     # wrap them for caching; demo pretraining (probelab.demo.pretrain) trains through them.
@@ -184,7 +212,7 @@ class OpenClipEncoder(Encoder):
         return self.model.encode_image(pixels)
 
     def text_forward(self, texts: list[str]) -> Any:
-        return self.model.encode_text(self._tokenizer(texts).to(self.device))
+        return self.model.encode_text(self.tokenizer(texts).to(self.device))
 
 
 class TransformersEncoder(Encoder):
@@ -199,7 +227,7 @@ class TransformersEncoder(Encoder):
             )
         config = self.model.config
         siglip = "siglip" in config.model_type
-        tokens = self._tokenizer(
+        tokens = self.tokenizer(
             texts,
             # SigLIP was trained on text padded to the full length; CLIP on the longest in batch
             padding="max_length" if siglip else True,
@@ -212,10 +240,117 @@ class TransformersEncoder(Encoder):
         )
 
 
+class TransformersImageEncoder(Encoder):
+    """An image-only Transformers model (DINOv2 and RAD-DINO, ViT, ...): the pooled output,
+    which for DINOv2 is the layer-normalised [CLS] token that RAD-DINO's authors use as the
+    image embedding; a model without a pooler gives the mean of its last hidden states."""
+
+    def image_forward(self, pixels: Any) -> Any:
+        output = self.model(pixel_values=pixels)
+        pooled = getattr(output, "pooler_output", None)
+        return pooled if pooled is not None else output.last_hidden_state.mean(dim=1)
+
+    def text_forward(self, texts: list[str]) -> Any:
+        raise EncoderError(f"encoder '{self.name}' ({self.model_id}) has no text tower.")
+
+
+class XrvPreprocess:
+    """torchxrayvision's own preprocessing, as a picklable per-image callable: one gray channel
+    scaled to [-1024, 1024], centre-cropped square and resized to the model's resolution."""
+
+    def __init__(self, resolution: int):
+        self.resolution = resolution
+
+    def __call__(self, image: Image.Image) -> Any:
+        import torch
+        import torchxrayvision as xrv
+
+        gray = np.asarray(image.convert("L"), dtype=np.float32)
+        scaled = xrv.datasets.normalize(gray, 255)[None]
+        square = xrv.datasets.XRayCenterCrop()(scaled)
+        resized = xrv.datasets.XRayResizer(self.resolution)(square)
+        return torch.from_numpy(np.ascontiguousarray(resized, dtype=np.float32))
+
+
+class XrvEncoder(Encoder):
+    """A torchxrayvision classifier's penultimate features (`features2`: the pooled DenseNet or
+    ResNet features the authors use for transfer)."""
+
+    def image_forward(self, pixels: Any) -> Any:
+        return self.model.features2(pixels)
+
+    def text_forward(self, texts: list[str]) -> Any:
+        raise EncoderError(f"encoder '{self.name}' ({self.model_id}) has no text tower.")
+
+
+def _build_torchxrayvision(name: str, settings: dict[str, Any], device: str) -> XrvEncoder:
+    """`model` is a torchxrayvision weights name (densenet121-res224-all, ...), or densenet121 /
+    resnet50 for the architecture with random weights from the seed; `pretrained` is the folder
+    holding downloaded weights (torchxrayvision's cache_dir; null = its default)."""
+    import torch
+
+    try:
+        import torchxrayvision as xrv
+    except ImportError as error:
+        raise EncoderError(
+            f"encoder '{name}': backend torchxrayvision needs the Python package "
+            "'torchxrayvision', which is not installed here (pip install torchxrayvision)."
+        ) from error
+    model_ref, cache_dir = settings["model"], settings.get("pretrained")
+    torch.manual_seed(settings["seed"])
+    random = {"densenet121": xrv.models.DenseNet, "resnet50": xrv.models.ResNet}
+    if model_ref in random:
+        model, weights, resolution = (
+            random[model_ref](),
+            f"random init (seed {settings['seed']})",
+            224,
+        )
+    elif model_ref in xrv.models.model_urls:
+        try:
+            model = xrv.models.get_model(model_ref, cache_dir=cache_dir)
+        except Exception as error:  # torchxrayvision raises bare Exceptions and download errors
+            raise EncoderError(
+                f"encoder '{name}': torchxrayvision could not load weights '{model_ref}' "
+                f"from {cache_dir or 'its cache'} ({_one_line(str(error))})."
+            ) from error
+        weights = model_ref
+        resolution = int(xrv.models.model_urls[model_ref].get("input_resolution", 224))
+    else:
+        raise EncoderError(
+            f"encoder '{name}': '{model_ref}' is not a torchxrayvision weights name "
+            f"({', '.join(sorted(xrv.models.model_urls))}) nor densenet121 / resnet50."
+        )
+    model.to(device).eval()
+    return XrvEncoder(
+        name=name,
+        backend="torchxrayvision",
+        model_id=model_ref,
+        weights=weights,
+        model=model,
+        preprocess=XrvPreprocess(resolution),
+        device=device,
+        precision=effective_precision(settings["precision"], device),
+        normalize=settings["normalize"],
+        has_text=False,
+        preprocessing=f"torchxrayvision: gray, [-1024, 1024], centre crop, resize {resolution}",
+    )
+
+
 def _pooled(output: Any) -> Any:
     # Transformers 5 returns a model output whose pooler_output holds the projected features;
     # Transformers 4 returned the tensor itself.
     return output.pooler_output if hasattr(output, "pooler_output") else output
+
+
+# Optional packages that tokenizers and towers import only when a checkpoint needs them.
+OPTIONAL_PACKAGES = ("sentencepiece", "protobuf", "tiktoken", "timm", "torchxrayvision")
+
+
+def missing_package(error: ImportError) -> str:
+    """The package an ImportError is about: Transformers names it in the message only."""
+    text = str(error).lower()
+    named = [package for package in OPTIONAL_PACKAGES if package in text]
+    return named[0] if named else (error.name or "unknown").split(".")[0]
 
 
 def _one_line(text: str) -> str:
@@ -245,6 +380,24 @@ def built_weights(settings: dict[str, Any]) -> str:
     return f"{how} from {settings['build_from']}, folder digest {content_digest(folder)}"
 
 
+def _architecture_tokenizer(architecture: dict[str, Any]) -> Callable[[], Any]:
+    """The tokenizer an architecture file's text tower asks for. open_clip.get_tokenizer would
+    go by the registered name, and a file whose name contains "siglip" would send it to the hub
+    for a SentencePiece model: the file's own text_cfg decides instead."""
+    text_cfg = architecture.get("text_cfg", {})
+    context = text_cfg.get("context_length", 77)
+    kwargs = text_cfg.get("tokenizer_kwargs", {})
+
+    def load() -> Any:
+        from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+
+        if text_cfg.get("hf_tokenizer_name"):
+            return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=context, **kwargs)
+        return SimpleTokenizer(context_length=context, **kwargs)
+
+    return load
+
+
 def _build_open_clip(name: str, settings: dict[str, Any], device: str) -> OpenClipEncoder:
     import open_clip
     import torch
@@ -264,16 +417,23 @@ def _build_open_clip(name: str, settings: dict[str, Any], device: str) -> OpenCl
             )
         open_clip.add_model_config(path)  # registered under the file's stem
         arch = path.stem
+        load_tokenizer = _architecture_tokenizer(architecture)
     elif Path(model_ref).is_dir():
         arch = f"local-dir:{model_ref}"
     else:
         arch = model_ref
+    if not model_ref.endswith(".json"):
+        load_tokenizer = partial(open_clip.get_tokenizer, arch)
     torch.manual_seed(settings["seed"])  # the random init of models without weights
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             arch, pretrained=pretrained, device=device
         )
-        tokenizer = open_clip.get_tokenizer(arch) if settings["text"] else None
+    except ImportError as error:
+        raise EncoderError(
+            f"encoder '{name}': open_clip needs the Python package '{missing_package(error)}' "
+            f"to build '{model_ref}', which is not installed here."
+        ) from error
     except (RuntimeError, FileNotFoundError, ValueError) as error:
         raise EncoderError(
             f"encoder '{name}': open_clip could not build '{model_ref}' ({_one_line(str(error))})."
@@ -296,7 +456,7 @@ def _build_open_clip(name: str, settings: dict[str, Any], device: str) -> OpenCl
         logit_scale=float(model.logit_scale.exp().item()),
         logit_bias=float(logit_bias.item()) if logit_bias is not None else math.nan,
         preprocessing=_one_line(repr(preprocess)),
-        _tokenizer=tokenizer,
+        _load_tokenizer=load_tokenizer if settings["text"] else None,
     )
 
 
@@ -313,24 +473,26 @@ def _build_transformers(name: str, settings: dict[str, Any], device: str) -> Tra
     try:
         model = AutoModel.from_pretrained(model_ref, trust_remote_code=remote)
         processor = AutoImageProcessor.from_pretrained(model_ref, trust_remote_code=remote)
-        tokenizer = (
-            AutoTokenizer.from_pretrained(model_ref, trust_remote_code=remote)
-            if settings["text"]
-            else None
-        )
+    except ImportError as error:
+        raise EncoderError(
+            f"encoder '{name}': Transformers needs the Python package "
+            f"'{missing_package(error)}' to load '{model_ref}', which is not installed here."
+        ) from error
     except (OSError, ValueError) as error:
         raise EncoderError(
             f"encoder '{name}': Transformers could not load '{model_ref}' "
             f"({_one_line(str(error))})."
         ) from error
-    if not hasattr(model, "get_image_features"):
+    contrastive = hasattr(model, "get_image_features")
+    if settings["text"] and not hasattr(model, "get_text_features"):
         raise EncoderError(
-            f"encoder '{name}': {model_ref} is a {type(model).__name__}, "
-            "not a CLIP- or SigLIP-style model with get_image_features."
+            f"encoder '{name}': {model_ref} is a {type(model).__name__}, an image-only model; "
+            f"set encoders.{name}.text to false (the models that read prompts are then skipped)."
         )
     model.to(device).eval()
     scale, bias = getattr(model, "logit_scale", None), getattr(model, "logit_bias", None)
-    return TransformersEncoder(
+    kind = TransformersEncoder if contrastive else TransformersImageEncoder
+    return kind(
         name=name,
         backend="transformers",
         model_id=model_ref,
@@ -344,14 +506,20 @@ def _build_transformers(name: str, settings: dict[str, Any], device: str) -> Tra
         logit_scale=float(scale.exp().item()) if scale is not None else math.nan,
         logit_bias=float(bias.item()) if bias is not None else math.nan,
         preprocessing=json.dumps(processor.to_dict(), sort_keys=True, default=str),
-        _tokenizer=tokenizer,
+        _load_tokenizer=partial(AutoTokenizer.from_pretrained, model_ref, trust_remote_code=remote)
+        if settings["text"]
+        else None,
     )
 
 
 def build_encoder(name: str, settings: dict[str, Any]) -> Encoder:
     """Build the encoder `name` from its validated config entry (see schemas/embed.schema.yaml)."""
     device = pick_device(settings["device"])
-    builders = {"open_clip": _build_open_clip, "transformers": _build_transformers}
+    builders = {
+        "open_clip": _build_open_clip,
+        "transformers": _build_transformers,
+        "torchxrayvision": _build_torchxrayvision,
+    }
     encoder = builders[settings["backend"]](name, settings, device)
     encoder._probe_shapes()
     log.info(

@@ -106,7 +106,9 @@ def read_architecture(architecture: Path, backend: str) -> dict[str, Any]:
     return spec
 
 
-def _write_transformers(spec: dict[str, Any], folder: Path) -> None:
+def write_transformers_clip(spec: dict[str, Any], folder: Path) -> None:
+    """A Transformers CLIP described by `spec` (random weights from torch's current seed) and its
+    processor and tokenizer, saved into `folder`."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
     vocab, merges = clip_bpe_vocabulary(int(spec["tokenizer_merges"]))
@@ -253,7 +255,7 @@ def make_demo_encoder(
     try:
         torch.manual_seed(recipe.seed)
         if recipe.backend == "transformers":
-            _write_transformers(spec, tmp)
+            write_transformers_clip(spec, tmp)
         else:
             siglip = bool(recipe.pretrain) and recipe.pretrain["loss"] == "siglip"
             _write_open_clip(spec, tmp, siglip)
