@@ -71,7 +71,7 @@ def measure(
 ) -> dict[str, Any]:
     import torch
 
-    from probelab.embedding import embed_images
+    from probelab.embedding import embed_images, loader_workers
     from probelab.encoders import build_encoder
     from probelab.images import ImageDataset, chunk_batches, load_image, make_loader
 
@@ -82,9 +82,9 @@ def measure(
 
     def loader():
         dataset = ImageDataset(paths, encoder.preprocess, encoder.input_shape)
-        return make_loader(
-            dataset, batches, settings["num_workers"], False, embedding["prefetch_factor"]
-        )
+        workers = loader_workers(settings["num_workers"], embedding["threads"])
+        pinned = encoder.device == "cuda"
+        return make_loader(dataset, batches, workers, pinned, embedding["prefetch_factor"])
 
     began = time.perf_counter()
     preloaded = []
@@ -102,7 +102,7 @@ def measure(
 
     index = write_index(paths, n, work / f"{name}_index.parquet")
     began = time.perf_counter()
-    embed_images(index, work / f"{name}.h5", name, settings, embedding)
+    embed_images(index, work / f"{name}.h5", name, settings, embedding, embedding["threads"])
     pipeline_total = rate(n, time.perf_counter() - began)  # including building the model
     pipeline = embed_images(
         index, work / f"{name}_again.h5", name, settings, embedding
@@ -138,7 +138,9 @@ import json, resource
 from pathlib import Path
 from probelab.embedding import embed_images
 index, out = Path({str(index)!r}), Path({str(work / f"memory_{n}.h5")!r})
-summary = embed_images(index, out, "demo_openclip", {settings!r}, {embedding!r})
+summary = embed_images(
+    index, out, "demo_openclip", {settings!r}, {embedding!r}, {embedding["threads"]!r}
+)
 print(json.dumps({{"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "rate": summary.images_per_second}}))

@@ -75,13 +75,15 @@ def test_nih_dry_run_plans_the_full_matrix(nih_dry_run):
     models = [name for name, settings in config["models"].items() if settings.get("enabled", True)]
     sizes = [str(n) for n in config["subsets"]["sizes"]]
     seeds = [str(s) for s in config["subsets"]["seeds"]]
-    assert (len(encoders), len(models), len(sizes), len(seeds)) == (3, 9, 7, 5)
+    assert (len(encoders), len(models), len(sizes), len(seeds)) == (4, 9, 7, 5)
+    with_text = [e for e in encoders if config["encoders"][e].get("text", True)]
+    assert sorted(set(encoders) - set(with_text)) == ["rad_dino"]  # image-only: 2 models, not 9
 
     # Cohort and embedding stages: once per cohort, per (size, seed), per encoder.
     assert per_rule["index_images"] == 1 and per_rule["split"] == 1
     assert per_rule["subset"] == len(sizes) * len(seeds)
     assert per_rule["embed_images"] == len(encoders)
-    assert per_rule["embed_prompts"] == len(encoders)  # all three have a text tower
+    assert per_rule["embed_prompts"] == len(with_text)
     assert "demo_cohort" not in per_rule and not any(
         rule.startswith("sentiment") for rule in per_rule
     )
@@ -93,10 +95,18 @@ def test_nih_dry_run_plans_the_full_matrix(nih_dry_run):
         for m in map(RUN_METRICS.search, outputs["train_probe"])
         if m
     )
-    expected = {(e, m, n, s) for e in encoders for m in models for n in sizes for s in seeds}
+    image_models = ["baseline_mlp", "linear_probe"]
+    expected = {
+        (e, m, n, s)
+        for e in encoders
+        for m in (models if e in with_text else image_models)
+        for n in sizes
+        for s in seeds
+    }
     assert set(runs) == expected and set(runs.values()) == {1}
-    assert len(expected) == 945
-    assert per_rule["train_probe"] == len(encoders) * len(models) * len(sizes)
+    assert len(expected) == 945 + 2 * 7 * 5
+    trained = per_rule["train_probe"] + per_rule.get("train_probe_image_only", 0)
+    assert trained == (len(with_text) * len(models) + len(image_models)) * len(sizes)
 
     # The report is built once from all runs.
     assert per_rule["aggregate"] == 1 and per_rule["summary"] == 1

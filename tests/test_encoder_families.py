@@ -218,3 +218,41 @@ def test_an_architecture_file_named_siglip_tokenizes_offline(tmp_path: Path) -> 
         "trust_remote_code": False,
     }
     assert build_encoder("s", settings).encode_texts(["signs of mass"]).shape == (1, 64)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({}, r"'encoders.xrv_densenet.text' must be false: torchxrayvision models have no text"),
+        ({"text": False, "build_from": "x.json", "model": None}, r"build_from' is for demo"),
+    ],
+)
+def test_a_torchxrayvision_entry_is_checked_with_the_config(change: dict, message: str) -> None:
+    from probelab.config import ConfigError, validate_config
+
+    entry = {**FAMILIES["xrv_densenet"], "text": True, **change}
+    entry = {key: value for key, value in entry.items() if value is not None}
+    config = {"cohort": "t", "pathologies": ["Mass"], "data": {"root": "."}}
+    with pytest.raises(ConfigError, match=message):
+        validate_config({**config, "encoders": {"xrv_densenet": entry}})
+
+
+def test_every_family_example_is_a_valid_config_entry() -> None:
+    from probelab.config import validate_config
+
+    config = {"cohort": "t", "pathologies": ["Mass"], "data": {"root": "."}}
+    validated = validate_config({**config, "encoders": json_copy(FAMILIES)})
+    assert set(validated["encoders"]) == set(FAMILIES)
+
+
+def json_copy(value):
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+def test_auto_workers_follow_the_jobs_threads() -> None:
+    from probelab.embedding import loader_workers
+
+    assert loader_workers("auto", 6) == 6 and loader_workers("auto", None) == 1
+    assert loader_workers(3, 6) == 3 and loader_workers(0, 6) == 0
