@@ -37,6 +37,13 @@ SENTENCES = [
     "consolidation and infiltration of the left lung",
 ]
 XRV_WEIGHTS = "densenet121-res224-all"
+# Every replica's transformer: one layer, width 32, two heads.
+TINY = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+}
 
 
 def write_transformers_siglip(folder: Path, seed: int = 0) -> Path:
@@ -63,10 +70,7 @@ def write_transformers_siglip(folder: Path, seed: int = 0) -> Path:
     config = SiglipConfig(
         text_config={
             "vocab_size": tokenizer.vocab_size,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
+            **TINY,
             "max_position_embeddings": 16,
             "pad_token_id": 0,
             "eos_token_id": 1,
@@ -75,10 +79,7 @@ def write_transformers_siglip(folder: Path, seed: int = 0) -> Path:
         vision_config={
             "image_size": 32,
             "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
+            **TINY,
         },
     )
     torch.manual_seed(seed)
@@ -98,16 +99,10 @@ def write_transformers_clip(folder: Path, seed: int = 0) -> Path:
         "vision_config": {
             "image_size": 32,
             "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
+            **TINY,
         },
         "text_config": {
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
+            **TINY,
             "max_position_embeddings": 16,
         },
         "tokenizer_merges": 500,
@@ -138,14 +133,7 @@ def write_bert(folder: Path, seed: int = 0) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizer(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
+    config = BertConfig(vocab_size=len(vocab), max_position_embeddings=32, **TINY)
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder)
     return folder
@@ -209,14 +197,7 @@ def write_dinov2(folder: Path, seed: int = 0) -> Path:
     from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
 
     folder.mkdir(parents=True, exist_ok=True)
-    config = Dinov2Config(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-    )
+    config = Dinov2Config(image_size=32, patch_size=8, **TINY)
     torch.manual_seed(seed)
     Dinov2Model(config).save_pretrained(folder)
     BitImageProcessor(
