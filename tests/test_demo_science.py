@@ -1,8 +1,8 @@
 """The demo answers its questions, and a wrong pipeline cannot pass for a right one.
 
 The default config's cohort and both pretrained demo encoders (rule make_demo_encoder: SigLIP loss
-on open_clip, CLIP loss on Transformers), through the real Snakefile, with the two models that
-need no head training to be meaningful: the linear probe at every size and zero-shot. Floors sit
+on open_clip, CLIP loss on Transformers), plus the same architecture never pretrained, through the
+real Snakefile: the linear probe at every size, zero-shot, and text_init_linear. Floors sit
 below what `make run` reaches (README, "The demo") by a margin for a change of library version or
 thread count; growth with training size is asserted on the mean over seeds.
 
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, random_demo_encoder, run_snakemake
 
 from probelab.config import load_config
 from probelab.fingerprint import digest
@@ -34,7 +34,9 @@ from probelab.probe_job import RunSpec, train_probe
 pytestmark = pytest.mark.workflow
 
 ENCODERS = ("demo_openclip", "demo_hfclip")
-MODELS = ("linear_probe", "zero_shot")
+# The demo architecture with random weights, never pretrained: a negative control for zero-shot.
+UNTRAINED = "untrained"
+MODELS = ("linear_probe", "zero_shot", "text_init_linear")
 # Macro test AUROC floors. `make run` on 2026-12-02 reached: linear probe at all 806 training
 # images 0.812 (demo_openclip) and 0.830 (demo_hfclip); zero-shot 0.768 and 0.812. Random weights
 # gave 0.61 and 0.50.
@@ -67,6 +69,7 @@ def demo(tmp_path_factory) -> tuple[Path, dict]:
         config["encoders"][name].update(
             build_from=str(REPO / config["encoders"][name]["build_from"]), num_workers=0
         )
+    config["encoders"][UNTRAINED] = random_demo_encoder()
     config["models"] = {name: config["models"][name] for name in MODELS}
     config["report"]["comparisons"] = {"reference": "linear_probe", "models": [], "pairs": []}
     config["sentiment"]["enabled"] = False
@@ -113,6 +116,16 @@ def test_the_linear_probe_improves_with_training_size(demo, encoder: str) -> Non
     assert curve[-1] - curve[0] >= MIN_GAIN, curve
     steps = zip(curve, curve[1:], strict=False)
     assert all(later >= earlier - SLACK for earlier, later in steps), curve
+
+
+def test_an_untrained_encoder_is_at_chance_zero_shot_and_the_text_head_learns_anyway(demo) -> None:
+    """Random weights: the prompts know nothing of the images, so zero-shot is at chance, and
+    text_init_linear (which starts at zero-shot) can only learn from the labels."""
+    workdir, config = demo
+    zero_shot = mean_over_seeds(workdir, config, UNTRAINED, "zero_shot", "all")
+    learned = mean_over_seeds(workdir, config, UNTRAINED, "text_init_linear", "all")
+    assert abs(zero_shot - 0.5) < CHANCE, zero_shot
+    assert learned > zero_shot + 0.05, (learned, zero_shot)
 
 
 def train_control(demo, tmp_path: Path, *, index: Path, cache: Path) -> float:

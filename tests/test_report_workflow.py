@@ -14,13 +14,14 @@ from conftest import REPO, random_demo_encoder, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
-MODELS = ("baseline_mlp", "two_branch_concat")
+MODELS = ("baseline_mlp", "two_branch_concat", "two_branch_concat_no_text")
 FIGURES = ("learning_curves", "auroc_heatmap", "precision_recall", "training_curves")
 
 
 def tiny_config(workdir: Path, **report_changes) -> Path:
-    """One demo encoder x the reference and a fusion model x two sizes x two seeds, a few epochs,
-    no sentiment track: the smallest matrix with learning curves, seeds and a comparison."""
+    """One demo encoder x the reference, a fusion model and its prompt-ablation control x two
+    sizes x two seeds, a few epochs, no sentiment track: the smallest matrix with learning
+    curves, seeds, a comparison against the reference and a named pair."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     encoder = random_demo_encoder()
     models = config["models"]
@@ -36,6 +37,9 @@ def tiny_config(workdir: Path, **report_changes) -> Path:
     )
     config["sentiment"]["enabled"] = False
     config["report"]["bootstrap"]["resamples"] = 100
+    config["report"]["comparisons"].update(
+        models=["two_branch_concat"], pairs=[["two_branch_concat", "two_branch_concat_no_text"]]
+    )
     for section, values in report_changes.items():
         config["report"][section].update(values)
     path = workdir / f"config_{len(list(workdir.glob('config_*.yaml')))}.yaml"
@@ -77,8 +81,11 @@ def test_tiny_matrix_produces_tables_figures_and_summary(tiny_run):
     ci = pd.read_csv(report / "bootstrap_ci.csv", dtype={"n": str})
     assert set(ci["model"]) == set(MODELS) and (ci["resamples"] == 100).all()
     comparisons = pd.read_csv(report / "comparisons.csv", dtype={"n": str})
-    assert set(zip(comparisons["model"], comparisons["n"], strict=True)) == {
-        (model, n) for model in ("two_branch_concat",) for n in ("20", "all")
+    compared = zip(comparisons["model"], comparisons["reference"], comparisons["n"], strict=True)
+    assert set(compared) == {
+        ("two_branch_concat", reference, n)
+        for reference in ("baseline_mlp", "two_branch_concat_no_text")
+        for n in ("20", "all")
     }
     for figure in FIGURES:
         for kind in ("svg", "png"):
@@ -96,6 +103,10 @@ def test_tiny_matrix_produces_tables_figures_and_summary(tiny_run):
     ):
         assert heading in summary
     assert "](learning_curves.png)" in summary and "Demo data" in summary
+    # the prompt-ablation pair, and what a constant prompt input can and cannot do
+    assert "## Paired comparisons between named pairs" in summary
+    assert "two_branch_concat − two_branch_concat_no_text" in summary
+    assert "**Constant prompt inputs.**" in summary
     assert "text-mined" not in summary  # NIH's caveat belongs to NIH's config, not the demo's
     assert "## Labels that cannot be evaluated" in summary
     assert re.search(
