@@ -306,7 +306,8 @@ def test_cohort_stage_through_slurm_matches_local_run_and_a_failing_job_fails(tm
 
 def demo_config(path: Path) -> Path:
     """config.yaml shrunk to a few minutes of SLURM: every stage but the sentiment track, both demo
-    encoders, three probe models (one of them needs the prompt caches), two sizes and two seeds.
+    encoders (pretrained for 3 epochs), three probe models (one of them needs the prompt
+    caches), two sizes and two seeds.
 
     job_scope encoder makes one train_probe job per encoder; the profile's `probe_runs` group puts
     both into one SLURM job.
@@ -318,6 +319,8 @@ def demo_config(path: Path) -> Path:
             if settings.get(key) and (REPO / settings[key]).exists():
                 settings[key] = str(REPO / settings[key])
         settings["num_workers"] = 0
+        if settings.get("pretrain"):  # the DAG's shape (pretraining reads the split), briefly
+            settings["pretrain"]["epochs"] = 3
     config["demo"].update(n_images=240, image_size=64)
     config["subsets"] = {"sizes": [20, "all"], "seeds": [0, 1]}
     kept = ("baseline_mlp", "linear_probe", "zero_shot")
