@@ -7,6 +7,7 @@ from pathlib import Path
 from probelab.cohort import data_manifest
 from probelab.config import enabled_models, encoder_models
 from probelab.fingerprint import (
+    PRETRAIN_CODE_VERSION,
     cache_fingerprints,
     encoder_fingerprint,
     prompt_fingerprint,
@@ -117,9 +118,14 @@ def built_encoder_names() -> list[str]:
 
 
 def built_encoder_recipe(wildcards) -> dict:
-    """What rule make_demo_encoder builds an encoder from; a change reruns it."""
+    """What rule make_demo_encoder builds an encoder from; a change reruns it. The pretraining
+    code version is in it: pretraining code lives in the package, which Snakemake's code trigger
+    does not see."""
     settings = config["encoders"][wildcards.encoder]
-    return {key: settings[key] for key in ("backend", "build_from", "seed", "pretrain")}
+    recipe = {key: settings[key] for key in ("backend", "build_from", "seed", "pretrain")}
+    if settings["pretrain"]:
+        recipe["code"] = PRETRAIN_CODE_VERSION
+    return recipe
 
 
 def built_encoder_inputs(wildcards) -> dict[str, str]:

@@ -309,24 +309,36 @@ def test_embedding_rules_run_through_snakemake(tmp_path):
     assert "encoder 'image_only' has no text tower" in log
 
 
-@pytest.mark.workflow
-@pytest.mark.parametrize("change", [{"seed": 1}, {"normalize": False}, {"layers": 3}])
-def test_changed_encoder_settings_or_files_build_a_new_cache(tmp_path, change):
-    """Also without Snakemake's records (.snakemake/ deleted: a copied tree, a new clone): the
-    cache is named by its fingerprint, so other settings ask for another file; the old cache
-    stays, and switching back needs no rebuild."""
-    architecture = tmp_path / "vit.json"
+@pytest.fixture(scope="module")
+def one_encoder_tree(tmp_path_factory) -> Path:
+    """A finished embedding of one open_clip encoder, without Snakemake's records (.snakemake/
+    deleted: a copied tree, a new clone); each test below changes a copy of it."""
+    tree = tmp_path_factory.mktemp("one_encoder")
+    architecture = tree / "vit.json"
     architecture.write_text(DEMO_JSON.read_text())
-    config = tmp_path / "config.yaml"
-    text = TINY_CONFIG.format(demo_json=architecture, demo_hf_json="unused")
+    text = TINY_CONFIG.format(demo_json="vit.json", demo_hf_json="unused")
     config_data = yaml.safe_load(text)
     config_data["encoders"] = {"demo_openclip": config_data["encoders"]["demo_openclip"]}
-    config.write_text(yaml.safe_dump(config_data))
-    assert run_snakemake(tmp_path, "embeddings", configfile=config).returncode == 0
+    (tree / "config.yaml").write_text(yaml.safe_dump(config_data))
+    assert run_snakemake(tree, "embeddings", configfile=tree / "config.yaml").returncode == 0
+    shutil.rmtree(tree / ".snakemake")
+    return tree
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("change", [{"seed": 1}, {"normalize": False}, {"layers": 3}])
+def test_changed_encoder_settings_or_files_build_a_new_cache(
+    one_encoder_tree, tmp_path, monkeypatch, change
+):
+    """The cache is named by its fingerprint, so other settings ask for another file, also
+    without Snakemake's records; the old cache stays, and switching back needs no rebuild."""
+    tmp_path = tmp_path / "tree"
+    shutil.copytree(one_encoder_tree, tmp_path)  # keeps modification times
+    monkeypatch.chdir(tmp_path)  # the architecture file's path is relative to the tree
+    architecture, config = tmp_path / "vit.json", tmp_path / "config.yaml"
+    config_data = yaml.safe_load(config.read_text())
     old = tmp_path / image_cache_of(load_config(config), "demo_openclip")
     assert old.is_file()
-
-    shutil.rmtree(tmp_path / ".snakemake")
     if "layers" in change:  # the architecture file edited in place: its contents count
         spec = json.loads(architecture.read_text())
         spec["vision_cfg"]["layers"] = change["layers"]

@@ -215,10 +215,9 @@ def _pretrain_in_place(
     else:
         _save_open_clip(encoder.model, folder)
     log.info(
-        "pretrained %s on %d training images in %.1f s: loss %.3f -> %.3f, logit scale %.2f",
+        "pretrained %s on %d training images: loss %.3f -> %.3f, logit scale %.2f",
         recipe.name,
         report.n_images,
-        report.seconds,
         report.loss_per_epoch[0],
         report.loss_per_epoch[-1],
         report.logit_scale,

@@ -154,12 +154,12 @@ def random_shift(pixels: Any, max_shift: int, generator: Any) -> Any:
 
 @dataclass(frozen=True)
 class PretrainReport:
-    """What pretraining did, written next to the weights (pretraining.json)."""
+    """What pretraining did, written next to the weights (pretraining.json). No timings: the
+    folder's content digest must depend only on the recipe and the training images."""
 
     loss: str
     n_images: int
     steps: int
-    seconds: float
     loss_per_epoch: list[float]
     logit_scale: float
     logit_bias: float | None
@@ -239,11 +239,11 @@ def pretrain(
         per_epoch.append(round(running / steps_per_epoch, 4))
         log.info("epoch %d/%d: loss %.4f", epoch + 1, settings.epochs, per_epoch[-1])
     model.eval()
+    log.info("pretrained on %d images in %.1f s", n, time.perf_counter() - began)
     return PretrainReport(
         loss=settings.loss,
         n_images=n,
         steps=total,
-        seconds=round(time.perf_counter() - began, 1),
         loss_per_epoch=per_epoch,
         logit_scale=scale.exp().item(),
         logit_bias=None if bias is None else bias.item(),
