@@ -1,8 +1,7 @@
 """The demo answers its questions, and a wrong pipeline cannot pass for a right one.
 
-The default config's cohort and both pretrained demo encoders (rule make_demo_encoder: SigLIP loss
-on open_clip, CLIP loss on Transformers), plus the same architecture never pretrained, through the
-real Snakefile: the linear probe at every size, and zero-shot. Floors sit
+The default config's cohort and its pretrained Transformers demo encoder (rule make_demo_encoder,
+CLIP loss), through the real Snakefile: the linear probe at every size, and zero-shot. Floors sit
 below what `make run` reaches (README, "The demo") by a margin for a change of library version or
 thread count; growth with training size is asserted on the mean over seeds.
 
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, random_demo_encoder, run_snakemake
+from conftest import REPO, run_snakemake
 
 from probelab.config import load_config
 from probelab.fingerprint import digest
@@ -33,15 +32,16 @@ from probelab.probe_job import RunSpec, train_probe
 
 pytestmark = pytest.mark.workflow
 
-ENCODERS = ("demo_openclip", "demo_hfclip")
-# The demo architecture with random weights, never pretrained: a negative control for zero-shot.
-UNTRAINED = "untrained"
+# demo_hfclip (CLIP loss): pretraining demo_openclip too (SigLIP loss, 64 s more of one core)
+# would put the suite over its time; make run reaches 0.768 zero-shot and 0.812 linear probe on it,
+# and test_demo_pretrain builds a SigLIP-pretrained open_clip model.
+ENCODERS = ("demo_hfclip",)
 MODELS = ("linear_probe", "zero_shot")
 # Macro test AUROC floors. `make run` on 2026-12-02 reached: linear probe at all 806 training
 # images 0.812 (demo_openclip) and 0.830 (demo_hfclip); zero-shot 0.768 and 0.812. Random weights
 # gave 0.61 and 0.50.
 LINEAR_PROBE_FLOOR = 0.75
-ZERO_SHOT_FLOOR = {"demo_openclip": 0.70, "demo_hfclip": 0.74}
+ZERO_SHOT_FLOOR = {"demo_hfclip": 0.74}
 # Growth from 50 to all training images; the smaller step (200 -> all) may not shrink by more
 # than the slack (seed noise at 2 seeds).
 MIN_GAIN, SLACK = 0.03, 0.02
@@ -65,11 +65,14 @@ def macro_auroc(metrics: dict) -> float:
 def demo(tmp_path_factory) -> tuple[Path, dict]:
     workdir = tmp_path_factory.mktemp("demo_science")
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for name in ENCODERS:
-        config["encoders"][name].update(
-            build_from=str(REPO / config["encoders"][name]["build_from"]), num_workers=0
-        )
-    config["encoders"][UNTRAINED] = random_demo_encoder()
+    config["encoders"] = {
+        name: {
+            **config["encoders"][name],
+            "build_from": str(REPO / config["encoders"][name]["build_from"]),
+            "num_workers": 0,
+        }
+        for name in ENCODERS
+    }
     config["models"] = {name: config["models"][name] for name in MODELS}
     config["report"]["comparisons"] = {"reference": "linear_probe", "models": [], "pairs": []}
     config["sentiment"]["enabled"] = False
@@ -116,17 +119,6 @@ def test_the_linear_probe_improves_with_training_size(demo, encoder: str) -> Non
     assert curve[-1] - curve[0] >= MIN_GAIN, curve
     steps = zip(curve, curve[1:], strict=False)
     assert all(later >= earlier - SLACK for earlier, later in steps), curve
-
-
-def test_an_untrained_encoder_is_at_chance_zero_shot_and_pretraining_is_what_helps(demo) -> None:
-    """Random weights: the prompts know nothing of the images, so zero-shot is at chance; and
-    the same architecture's linear probe gains from pretraining, not from the probe alone."""
-    workdir, config = demo
-    assert abs(mean_over_seeds(workdir, config, UNTRAINED, "zero_shot", "all") - 0.5) < CHANCE
-    untrained = mean_over_seeds(workdir, config, UNTRAINED, "linear_probe", "all")
-    for encoder in ENCODERS:
-        pretrained = mean_over_seeds(workdir, config, encoder, "linear_probe", "all")
-        assert pretrained > untrained + 0.1, (encoder, pretrained, untrained)
 
 
 def train_control(demo, tmp_path: Path, *, index: Path, cache: Path) -> float:
