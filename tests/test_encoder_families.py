@@ -8,6 +8,7 @@ by its `hf-hub:` name with the hub offline.
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -241,14 +242,8 @@ def test_every_family_example_is_a_valid_config_entry() -> None:
     from probelab.config import validate_config
 
     config = {"cohort": "t", "pathologies": ["Mass"], "data": {"root": "."}}
-    validated = validate_config({**config, "encoders": json_copy(FAMILIES)})
+    validated = validate_config({**config, "encoders": copy.deepcopy(FAMILIES)})
     assert set(validated["encoders"]) == set(FAMILIES)
-
-
-def json_copy(value):
-    import json
-
-    return json.loads(json.dumps(value))
 
 
 def test_auto_workers_follow_the_jobs_threads() -> None:

@@ -220,11 +220,6 @@ class TransformersEncoder(Encoder):
         return _pooled(self.model.get_image_features(pixel_values=pixels))
 
     def text_forward(self, texts: list[str]) -> Any:
-        if not hasattr(self.model, "get_text_features"):
-            raise EncoderError(
-                f"encoder '{self.name}' ({self.model_id}) has no text tower; "
-                f"set encoders.{self.name}.text to false."
-            )
         config = self.model.config
         siglip = "siglip" in config.model_type
         tokens = self.tokenizer(
@@ -240,7 +235,14 @@ class TransformersEncoder(Encoder):
         )
 
 
-class TransformersImageEncoder(Encoder):
+class ImageOnlyEncoder(Encoder):
+    """An encoder without a text tower (config `text: false`, which encode_texts enforces)."""
+
+    def text_forward(self, texts: list[str]) -> Any:
+        raise EncoderError(f"encoder '{self.name}' ({self.model_id}) has no text tower.")
+
+
+class TransformersImageEncoder(ImageOnlyEncoder):
     """An image-only Transformers model (DINOv2 and RAD-DINO, ViT, ...): the pooled output,
     which for DINOv2 is the layer-normalised [CLS] token that RAD-DINO's authors use as the
     image embedding; a model without a pooler gives the mean of its last hidden states."""
@@ -249,9 +251,6 @@ class TransformersImageEncoder(Encoder):
         output = self.model(pixel_values=pixels)
         pooled = getattr(output, "pooler_output", None)
         return pooled if pooled is not None else output.last_hidden_state.mean(dim=1)
-
-    def text_forward(self, texts: list[str]) -> Any:
-        raise EncoderError(f"encoder '{self.name}' ({self.model_id}) has no text tower.")
 
 
 class XrvPreprocess:
@@ -272,15 +271,12 @@ class XrvPreprocess:
         return torch.from_numpy(np.ascontiguousarray(resized, dtype=np.float32))
 
 
-class XrvEncoder(Encoder):
+class XrvEncoder(ImageOnlyEncoder):
     """A torchxrayvision classifier's penultimate features (`features2`: the pooled DenseNet or
     ResNet features the authors use for transfer)."""
 
     def image_forward(self, pixels: Any) -> Any:
         return self.model.features2(pixels)
-
-    def text_forward(self, texts: list[str]) -> Any:
-        raise EncoderError(f"encoder '{self.name}' ({self.model_id}) has no text tower.")
 
 
 def _build_torchxrayvision(name: str, settings: dict[str, Any], device: str) -> XrvEncoder:

@@ -21,6 +21,7 @@ stands for, in configs/encoders/families.yaml.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -181,7 +182,7 @@ def write_open_clip_hub(
     )
     # Built with the text tower read from the BERT snapshot's path: `cache` need not be the
     # process's Hugging Face cache. The weights are the same whichever name the config gives.
-    local = json.loads(json.dumps(model_cfg))
+    local = copy.deepcopy(model_cfg)
     local["text_cfg"].update(hf_model_name=str(bert), hf_tokenizer_name=str(bert))
     torch.manual_seed(seed)
     model = open_clip.model.CustomTextCLIP(**local)

@@ -136,10 +136,6 @@ def write_transformers_clip(spec: dict[str, Any], folder: Path) -> None:
         part.save_pretrained(folder)
 
 
-def _open_clip_weights(folder: Path) -> Path:
-    return folder / "open_clip_model.safetensors"
-
-
 def _write_open_clip(spec: dict[str, Any], folder: Path, siglip: bool) -> None:
     from open_clip.model import CLIP
 
@@ -157,7 +153,7 @@ def _save_open_clip(model: Any, folder: Path) -> None:
 
     save_file(
         {key: value.contiguous() for key, value in model.state_dict().items()},
-        _open_clip_weights(folder),
+        folder / "open_clip_model.safetensors",
     )
 
 
