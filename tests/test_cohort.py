@@ -145,7 +145,8 @@ def test_csv_column_mode_rejects_non_binary(tmp_path):
     table.loc[2, "Nodule"] = 2
     table.to_csv(tmp_path / "labels.csv", index=False)
     with pytest.raises(
-        CohortError, match=r"labels.csv row 4, column 'Nodule': expected 0 or 1, got '2'"
+        CohortError,
+        match=r"labels.csv row 4, column 'Nodule': expected 1, 0, -1 \(uncertain\) or blank",
     ):
         build_index(tmp_path, PATHOLOGIES, fmt="csv", label_table="labels.csv", csv_columns=columns)
 

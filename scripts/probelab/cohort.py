@@ -3,19 +3,23 @@
 Two label-table formats are read:
 - `nih`: NIH ChestX-ray14's Data_Entry_2017.csv (CRLF, trailing comma, ages like "058Y") or
   Data_Entry_2017_v2020.csv; labels are "|"-separated in "Finding Labels", "No Finding" = none.
-- `csv`: any cohort with an image path column and labels either "|"-separated in one column or one
-  0/1 column per label (column names from the config's data.csv section).
+- `csv`: any cohort (CheXpert, MIMIC-CXR, PadChest, a hospital export) with an image path or file
+  name column and labels "|"-separated in one column, as a list literal in one column, or one
+  1 / 0 / -1 / blank column per label (column names from the config's data.csv section).
+
+Rows are filtered on any column first (data.keep_rows, data.drop_rows), then their labels are
+read by probelab.labels (label map, uncertain and blank policies, no-finding images). Every row,
+label and file left out is counted in index_counts.json.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import os
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,14 @@ import pandas as pd
 
 from probelab.fingerprint import content_digest, digest
 from probelab.io import write_json, write_parquet
+from probelab.labels import (
+    LabelError,
+    LabelRules,
+    Labels,
+    from_columns,
+    from_token_sets,
+    token_sets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +46,9 @@ NIH_FOLLOW_UP, NIH_VIEW, NIH_AGE, NIH_SEX = (
     "Patient Gender",
 )
 INDEX_COLUMNS = ["image_id", "path", "patient_id", "view", "follow_up", "age", "sex"]
+# 1 = the image is labelled as having no finding at all (probelab.labels); subsets reserve their
+# no-finding places for these, not for images whose only findings are not configured.
+NO_FINDING_COLUMN = "no_finding"
 # Every finding label of NIH ChestX-ray14; anything else in a NIH table is a typo or not NIH.
 NIH_FINDINGS = (
     "Atelectasis",
@@ -51,9 +66,6 @@ NIH_FINDINGS = (
     "Pleural_Thickening",
     "Hernia",
 )
-# How close (difflib ratio) an unconfigured label must be to a configured one to be taken for a
-# misspelling of it ("Efusion" vs "Effusion" is 0.93; "Mass" vs "Hernia" is 0.2).
-MISSPELLING_CUTOFF = 0.85
 
 
 class CohortError(ValueError):
@@ -65,28 +77,63 @@ class CsvColumns:
     """Column mapping of the generic `csv` format (config key data.csv)."""
 
     path_column: str = "path"
+    # root: the column holds paths relative to data.root; image_dirs: file names, found at any
+    # depth under data.image_dirs (as NIH's are)
+    resolve: str = "root"
     id_column: str | None = None
     patient_column: str = "patient_id"
+    # a regular expression whose first group is the patient id within patient_column's value
+    # (CheXpert: "(patient\d+)" on the Path column)
+    patient_pattern: str | None = None
     view_column: str | None = None
-    label_mode: str = "pipe"
+    label_mode: str = "pipe"  # pipe | list | columns
     label_column: str = "labels"
     label_separator: str = "|"
+    # every label column of a `columns` table; None: the configured ones (and no-finding) only
+    label_columns: tuple[str, ...] | None = None
 
 
-@dataclass
-class IndexCounts:
-    listed: int
-    present: int
-    missing: int
-    unlisted_files: int
-    positives: dict[str, int]
-    no_finding: int
-    views: dict[str, int] = field(default_factory=dict)
-    dropped_by_view: int = 0
-    # labels of the table that are not configured pathologies: label -> rows (all listed rows)
-    unconfigured_labels: dict[str, int] = field(default_factory=dict)
-    # probelab.cohort.data_manifest digest of the data the index was built from
-    data_fingerprint: str = ""
+@dataclass(frozen=True)
+class RowFilter:
+    """Rows kept or dropped by the value of any label-table column (data.keep_rows,
+    data.drop_rows): e.g. keep {"Modality": ["X-ray"]}, drop {"Projection": ["L"]}."""
+
+    keep: Mapping[str, list[str]] = field(default_factory=dict)
+    drop: Mapping[str, list[str]] = field(default_factory=dict)
+
+    def apply(self, table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+        """The rows that pass, and how many rows each rule removed (in order, keep first)."""
+        removed: dict[str, int] = {}
+        for action, rules in (("keep", self.keep), ("drop", self.drop)):
+            for column, values in rules.items():
+                key = f"data.{action}_rows.{column}"
+                if column not in table.columns:
+                    raise CohortError(
+                        f"config key {key!r} names column {column!r}, which label table {path} "
+                        f"does not have (found: {', '.join(map(repr, table.columns))})."
+                    )
+                cells = table[column].astype(str).str.strip()
+                absent = [v for v in values if v not in set(cells)]
+                if absent:
+                    raise CohortError(
+                        f"value {absent[0]!r} of config key {key!r} does not occur in column "
+                        f"{column!r} of {path} (values there: {_some(cells)})."
+                    )
+                hit = cells.isin(values)
+                passing = hit if action == "keep" else ~hit
+                removed[f"{action} {column}"] = int((~passing).sum())
+                table = table[passing]
+        if table.empty:
+            raise CohortError(
+                f"no row of label table {path} passes data.keep_rows / data.drop_rows."
+            )
+        return table, removed
+
+
+def _some(cells: pd.Series, limit: int = 12) -> str:
+    values = sorted(cells.unique())
+    shown = ", ".join(map(repr, values[:limit]))
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
 def _require_columns(table: pd.DataFrame, columns: list[str], path: Path) -> None:
@@ -119,68 +166,17 @@ def parse_age(value: Any) -> float:
     return number / {"Y": 1, "M": 12, "D": 365.25}[unit]
 
 
-def _split_labels(
-    labels: pd.Series,
-    separator: str,
-    pathologies: list[str],
-    no_finding: str,
-    path: Path,
-    vocabulary: tuple[str, ...] | None = None,
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Multi-hot columns of the configured pathologies, and the count of every other label.
-
-    A label that is not configured is refused when it cannot be a real label: outside the
-    `vocabulary` of the format (NIH's 14 findings), or so close to a configured name that it is
-    most likely a misspelling of it; otherwise it is counted, so that nothing is dropped without
-    a word.
-    """
-    tokens = labels.fillna("").astype(str).str.split(separator, regex=False)
-    sets = tokens.map(lambda row: {t.strip() for t in row if t.strip()})
-    seen = Counter(label for row in sets for label in row)
-    seen.pop(no_finding, None)
-    unknown = [p for p in pathologies if p not in seen]
-    if unknown and len(unknown) == len(pathologies):
-        raise CohortError(
-            f"none of the configured pathologies occur in label table {path}; "
-            f"labels found there: {', '.join(sorted(seen)) or 'none'}."
-        )
-    if unknown:
-        raise CohortError(
-            f"pathology {unknown[0]!r} in config key 'pathologies' does not occur in label table "
-            f"{path}; labels found there: {', '.join(sorted(seen))}."
-        )
-    others = {label: n for label, n in sorted(seen.items()) if label not in pathologies}
-    for label, n in others.items():
-        close = difflib.get_close_matches(
-            label, [*pathologies, no_finding], n=1, cutoff=MISSPELLING_CUTOFF
-        )
-        foreign = vocabulary is not None and label not in vocabulary
-        if close or foreign:
-            row = int(sets.map(lambda s, label=label: label in s).to_numpy().argmax())
-            hint = f"did you mean {close[0]!r}?" if close else "it is not a NIH finding label."
-            raise CohortError(
-                f"label table {path} row {row + 2}: label {label!r} ({n} row(s)) is not a "
-                f"configured pathology or {no_finding!r}; {hint} Fix the table or the config "
-                "key 'pathologies'."
-            )
-    if others:
-        log.warning(
-            "label table %s: labels not in config key 'pathologies' are ignored: %s",
-            path,
-            ", ".join(f"{label} ({n} rows)" for label, n in others.items()),
-        )
-    columns = {p: sets.map(lambda s, p=p: p in s).astype("int8") for p in pathologies}
-    return pd.DataFrame(columns), others
+def read_table(path: Path) -> pd.DataFrame:
+    """A label table as text cells, its index the 0-based data row (row r is line r + 2)."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table.columns = [c.strip() for c in table.columns]
+    return table.loc[:, [c for c in table.columns if c and not c.startswith("Unnamed")]]
 
 
 def read_nih_table(
-    path: Path, pathologies: list[str], no_finding: str = "No Finding"
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Read a NIH label table (2017 or v2020) into index columns, paths not yet resolved; also
-    the count of each NIH label that is not configured."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    table.columns = [c.strip() for c in table.columns]
-    table = table.loc[:, [c for c in table.columns if c and not c.startswith("Unnamed")]]
+    table: pd.DataFrame, rules: LabelRules, path: Path
+) -> tuple[pd.DataFrame, Labels]:
+    """The index columns of a NIH label table (paths not yet resolved) and its labels."""
     _require_columns(table, [NIH_ID, NIH_LABELS, NIH_PATIENT], path)
     _check_unique_ids(table[NIH_ID], path)
     out = pd.DataFrame(
@@ -195,23 +191,37 @@ def read_nih_table(
             "sex": table[NIH_SEX].str.strip() if NIH_SEX in table else "",
         }
     )
-    labels, others = _split_labels(
-        table[NIH_LABELS], "|", pathologies, no_finding, path, vocabulary=NIH_FINDINGS
-    )
-    return pd.concat([out, labels], axis=1), others
+    sets = token_sets(table[NIH_LABELS], "pipe", "|", path)
+    return out, from_token_sets(sets, rules, path, vocabulary=NIH_FINDINGS)
+
+
+def _patients(table: pd.DataFrame, columns: CsvColumns, path: Path) -> pd.Series:
+    values = table[columns.patient_column].str.strip()
+    if not columns.patient_pattern:
+        return values
+    found = values.str.extract(columns.patient_pattern, expand=False)
+    if isinstance(found, pd.DataFrame):
+        found = found.iloc[:, 0]
+    unmatched = found.isna()
+    if unmatched.any():
+        row = unmatched.idxmax()
+        raise CohortError(
+            f"label table {path} row {int(row) + 2}: column {columns.patient_column!r} value "
+            f"{values[row]!r} does not match config key 'data.csv.patient_pattern' "
+            f"{columns.patient_pattern!r}."
+        )
+    return found
 
 
 def read_csv_table(
-    path: Path, pathologies: list[str], columns: CsvColumns, no_finding: str = "No Finding"
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Read a generic cohort CSV: one row per image, a path column, labels as configured; also
-    the count of each label that is not configured."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    table.columns = [c.strip() for c in table.columns]
+    table: pd.DataFrame, rules: LabelRules, columns: CsvColumns, path: Path
+) -> tuple[pd.DataFrame, Labels]:
+    """The index columns of a generic cohort table (the listed path or file name in
+    `listed_path`, not yet resolved) and its labels."""
     needed = [columns.path_column, columns.patient_column]
     needed += [columns.id_column] if columns.id_column else []
     needed += [columns.view_column] if columns.view_column else []
-    needed += [columns.label_column] if columns.label_mode == "pipe" else list(pathologies)
+    needed += [columns.label_column] if columns.label_mode != "columns" else []
     _require_columns(table, needed, path)
     paths = table[columns.path_column].str.strip()
     ids = (
@@ -224,31 +234,21 @@ def read_csv_table(
         {
             "image_id": ids,
             "listed_path": paths,
-            "patient_id": table[columns.patient_column].str.strip(),
+            "patient_id": _patients(table, columns, path),
             "view": table[columns.view_column].str.strip() if columns.view_column else "",
             "follow_up": 0,
             "age": float("nan"),
             "sex": "",
         }
     )
-    others: dict[str, int] = {}
-    if columns.label_mode == "pipe":
-        labels, others = _split_labels(
-            table[columns.label_column], columns.label_separator, pathologies, no_finding, path
-        )
+    if columns.label_mode == "columns":
+        labels = from_columns(table, rules, columns.label_columns, path)
     else:
-        labels = pd.DataFrame(index=table.index)
-        for p in pathologies:
-            values = table[p].str.strip()
-            bad = ~values.isin(["0", "1"])
-            if bad.any():
-                row = int(bad.idxmax())
-                raise CohortError(
-                    f"label table {path} row {row + 2}, column {p!r}: "
-                    f"expected 0 or 1, got {values[row]!r}."
-                )
-            labels[p] = values.astype("int8")
-    return pd.concat([out, labels], axis=1), others
+        sets = token_sets(
+            table[columns.label_column], columns.label_mode, columns.label_separator, path
+        )
+        labels = from_token_sets(sets, rules, path)
+    return out, labels
 
 
 def image_files(root: Path, image_dirs: list[str], extensions: list[str]) -> Iterator[str]:
@@ -319,21 +319,82 @@ def _confined_paths(listed: pd.Series, root: Path, extensions: list[str], table:
     base = os.path.abspath(root)
     suffixes = {e.lower() for e in extensions}
     resolved = []
-    for row, listed_path in enumerate(listed):
+    for position, listed_path in listed.items():
+        row = int(position) + 2
         inside = os.path.normpath(os.path.join(base, listed_path)).startswith(base + os.sep)
         if os.path.isabs(listed_path) or not inside:
             raise CohortError(
-                f"label table {table} row {row + 2}: image path {listed_path!r} is outside the "
+                f"label table {table} row {row}: image path {listed_path!r} is outside the "
                 f"data root {root}; paths must be relative to data.root and stay inside it."
             )
         if Path(listed_path).suffix.lower() not in suffixes:
             raise CohortError(
-                f"label table {table} row {row + 2}: image path {listed_path!r} does not end in "
+                f"label table {table} row {row}: image path {listed_path!r} does not end in "
                 "one of the image extensions of config key 'data.extensions' "
                 f"({', '.join(sorted(suffixes))})."
             )
         resolved.append(os.path.normpath(root / listed_path))
     return pd.Series(resolved, index=listed.index)
+
+
+@dataclass
+class IndexCounts:
+    """index_counts.json: what the index holds and every row, label and file it left out."""
+
+    listed: int  # rows of the label table
+    present: int  # rows passing the row filters whose image is on disk
+    missing: int  # rows passing the row filters whose image is not on disk
+    unlisted_files: int  # image files under data.image_dirs that no row names
+    positives: dict[str, int]
+    no_finding: int  # images labelled as having no finding
+    views: dict[str, int] = field(default_factory=dict)
+    dropped_by_view: int = 0
+    # "keep Modality" / "drop Projection" -> rows that rule removed (data.keep_rows, drop_rows)
+    dropped_by_filter: dict[str, int] = field(default_factory=dict)
+    # labels of the table that are not configured pathologies: label -> rows (all listed rows)
+    unconfigured_labels: dict[str, int] = field(default_factory=dict)
+    # images whose only findings are not configured: kept as negatives or excluded
+    other_findings: dict[str, Any] = field(default_factory=dict)
+    # images marked no-finding that are positive for a configured pathology (they count as not
+    # no-finding: e.g. a CheXpert "No Finding" image with an uncertain label taken as positive)
+    no_finding_with_findings: int = 0
+    label_map: dict[str, int] = field(default_factory=dict)  # source label -> rows renamed
+    # uncertain / blank -> {"policy": ..., "labels": {pathology: labels it resolved}}
+    label_policies: dict[str, Any] = field(default_factory=dict)
+    # probelab.cohort.data_manifest digest of the data the index was built from
+    data_fingerprint: str = ""
+
+
+def _resolve_paths(
+    table: pd.DataFrame,
+    raw: pd.DataFrame,
+    fmt: str,
+    columns: CsvColumns,
+    root: Path,
+    image_dirs: list[str],
+    extensions: list[str],
+    table_path: Path,
+) -> tuple[pd.Series, int]:
+    """Each row's image path (NaN when not on disk) and the number of image files under
+    image_dirs that no row of the whole table (filtered rows included) names."""
+    if fmt == "nih" or columns.resolve == "image_dirs":
+        on_disk = find_images(root, image_dirs, extensions)
+        if fmt == "nih":
+            names, listed = table["image_id"], raw[NIH_ID].str.strip()
+        else:
+            names = table.pop("listed_path").map(lambda p: Path(p).name)
+            listed = raw[columns.path_column].str.strip().map(lambda p: Path(p).name)
+        return names.map(on_disk), len(set(on_disk) - set(listed))
+    resolved = _confined_paths(table.pop("listed_path"), root, extensions, table_path)
+    paths = resolved.where(resolved.map(os.path.isfile))
+    if paths.isna().all():
+        raise CohortError(
+            f"none of the {len(table)} image paths listed in {table_path} exist on disk "
+            f"(paths are read relative to {root})."
+        )
+    listed = {os.path.normpath(root / p) for p in raw[columns.path_column].str.strip() if p}
+    on_disk = {os.path.normpath(p) for p in image_files(root, image_dirs, extensions)}
+    return paths, len(on_disk - listed)
 
 
 def build_index(
@@ -347,11 +408,15 @@ def build_index(
     views: list[str] | None = None,
     csv_columns: CsvColumns | None = None,
     no_finding: str = "No Finding",
+    rows: RowFilter | None = None,
+    label_rules: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, IndexCounts]:
     """Join the label table with the images present on disk.
 
-    Returns the index (columns: image_id, path, patient_id, view, follow_up, age, sex, one int8
-    column per pathology) and the counts of listed, present and missing images.
+    `label_rules` holds the data section's label keys (label_map, uncertain, blank,
+    other_findings; probelab.labels.LabelRules). Returns the index (columns: image_id, path,
+    patient_id, view, follow_up, age, sex, one column per pathology: int8 0/1, or float32 with
+    NaN where a label is ignored, and no_finding) and the counts of what was left out.
     """
     root = Path(root)
     table_path = root / label_table
@@ -360,31 +425,26 @@ def build_index(
             f"label table {table_path} (config key 'data.label_table') does not exist."
         )
     extensions = extensions or [".png", ".jpg", ".jpeg"]
-    if fmt == "nih":
-        table, others = read_nih_table(table_path, pathologies, no_finding)
-        on_disk = find_images(root, image_dirs or ["."], extensions)
-        table["path"] = table["image_id"].map(on_disk)
-        unlisted = len(set(on_disk) - set(table["image_id"]))
-    elif fmt == "csv":
-        table, others = read_csv_table(
-            table_path, pathologies, csv_columns or CsvColumns(), no_finding
-        )
-        resolved = _confined_paths(table.pop("listed_path"), root, extensions, table_path)
-        table["path"] = resolved.where(resolved.map(os.path.isfile))
-        unlisted = 0
-        if table["path"].isna().all():
-            raise CohortError(
-                f"none of the {len(table)} image paths listed in {table_path} exist on disk "
-                f"(paths are read relative to {root})."
-            )
-    else:
+    image_dirs = image_dirs or ["."]
+    columns = csv_columns or CsvColumns()
+    rules = LabelRules.of(label_rules or {}, pathologies, no_finding)
+    if fmt not in ("nih", "csv"):
         raise CohortError(f"config key 'data.format' must be 'nih' or 'csv', got {fmt!r}.")
-
+    raw = read_table(table_path)
+    filtered, dropped_by_filter = (rows or RowFilter()).apply(raw, table_path)
+    try:
+        reader = read_nih_table if fmt == "nih" else partial(read_csv_table, columns=columns)
+        table, labels = reader(filtered, rules, path=table_path)
+    except LabelError as error:
+        raise CohortError(str(error)) from None
+    table["path"], unlisted = _resolve_paths(
+        table, raw, fmt, columns, root, image_dirs, extensions, table_path
+    )
     present = table.dropna(subset=["path"])
     if present.empty:
         raise CohortError(
             f"none of the {len(table)} images listed in {table_path} were found under "
-            f"{', '.join(image_dirs or ['.'])} in {root}."
+            f"{', '.join(image_dirs)} in {root}."
         )
     kept = present
     if views:
@@ -394,21 +454,52 @@ def build_index(
                 f"no present image has a view in config key 'data.views' {views}; "
                 f"views present: {sorted(present['view'].unique())}."
             )
-    index = kept[INDEX_COLUMNS + list(pathologies)]
+    viewed = kept
+    others = labels.other_findings.loc[viewed.index]
+    if rules.other_findings == "exclude":
+        kept = viewed[~others]
+    values = labels.values.loc[kept.index]
+    if not values.isna().to_numpy().any():
+        values = values.astype("int8")
+    index = pd.concat(
+        [
+            kept[INDEX_COLUMNS],
+            values,
+            labels.no_finding.loc[kept.index].astype("int8").rename(NO_FINDING_COLUMN),
+        ],
+        axis=1,
+    )
     index = index.sort_values("image_id", kind="stable").reset_index(drop=True)
+    changed = labels.changes(kept.index)
     counts = IndexCounts(
-        listed=len(table),
+        listed=len(raw),
         present=len(present),
         missing=len(table) - len(present),
         unlisted_files=unlisted,
-        positives={p: int(index[p].sum()) for p in pathologies},
-        no_finding=int((index[list(pathologies)].sum(axis=1) == 0).sum()),
+        positives={p: int((index[p] == 1).sum()) for p in pathologies},
+        no_finding=int(index[NO_FINDING_COLUMN].sum()),
         views={str(k): int(v) for k, v in index["view"].value_counts().sort_index().items()},
-        dropped_by_view=len(present) - len(kept),
-        unconfigured_labels=others,
+        dropped_by_view=len(present) - len(viewed),
+        dropped_by_filter=dropped_by_filter,
+        unconfigured_labels=labels.unconfigured,
+        other_findings={"policy": rules.other_findings, "images": int(others.sum())},
+        no_finding_with_findings=int(labels.no_finding_with_findings.loc[kept.index].sum()),
+        label_map=labels.mapped,
+        label_policies={
+            kind: {"policy": getattr(rules, kind), "labels": changed[kind]}
+            for kind in ("uncertain", "blank")
+        },
     )
     log.info("index: %d listed, %d present, %d kept", counts.listed, counts.present, len(index))
     return index, counts
+
+
+def csv_columns(section: Mapping[str, Any]) -> CsvColumns:
+    """The config's data.csv section as a CsvColumns."""
+    settings = dict(section)
+    if settings.get("label_columns") is not None:
+        settings["label_columns"] = tuple(settings["label_columns"])
+    return CsvColumns(**settings)
 
 
 def index_images(
@@ -424,8 +515,10 @@ def index_images(
         image_dirs=data["image_dirs"],
         extensions=data["extensions"],
         views=data["views"],
-        csv_columns=CsvColumns(**data["csv"]),
+        csv_columns=csv_columns(data["csv"]),
         no_finding=no_finding,
+        rows=RowFilter(keep=data["keep_rows"], drop=data["drop_rows"]),
+        label_rules=data,
     )
     counts.data_fingerprint = digest(manifest)
     write_parquet(out_index, index)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ def check_config(config: dict[str, Any]) -> None:
     """Rules across keys that a JSON schema cannot express, checked once after the schema and
     before any job runs. Raises ConfigError with one sentence naming the key."""
     _check_split(config)
+    _check_data(config)
     _check_demo(config)
     _check_pretrain(config)
     _check_image_only_backends(config)
@@ -227,6 +229,36 @@ def _check_split(config: dict[str, Any]) -> None:
                 "config key 'split.fractions' is invalid: train + val + test must sum to 1, "
                 f"got {total:g}."
             )
+
+
+def _check_data(config: dict[str, Any]) -> None:
+    data = config.get("data", {})
+    columns = data.get("format") == "csv" and data.get("csv", {}).get("label_mode") == "columns"
+    for key in ("uncertain", "blank"):
+        if data.get(key) is not None and not columns:
+            raise ConfigError(
+                f"config key 'data.{key}' applies to label tables with one column per label "
+                "(data.format: csv with data.csv.label_mode: columns); remove it or use that mode."
+            )
+    pattern = data.get("csv", {}).get("patient_pattern")
+    if pattern is not None:
+        try:
+            groups = re.compile(pattern).groups
+        except re.error as error:
+            raise ConfigError(
+                f"config key 'data.csv.patient_pattern' {pattern!r} is not a regular expression "
+                f"({error})."
+            ) from None
+        if groups < 1:
+            raise ConfigError(
+                f"config key 'data.csv.patient_pattern' {pattern!r} needs a group, such as "
+                "'(patient\\d+)', around the patient id."
+            )
+    no_finding = config.get("no_finding_label")
+    if no_finding in config.get("pathologies", []):
+        raise ConfigError(
+            f"config key 'no_finding_label' {no_finding!r} is also listed in 'pathologies'."
+        )
 
 
 def _check_demo(config: dict[str, Any]) -> None:
