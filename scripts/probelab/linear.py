@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import expit
 
+from probelab.masking import fill_masked, is_masked, observed
+
 log = logging.getLogger(__name__)
 
 
@@ -24,8 +26,13 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def mean_bce(truth: np.ndarray, logits: np.ndarray) -> float:
-    """Mean binary cross-entropy over all cells, computed from logits without overflow."""
-    return float(np.mean(np.logaddexp(0.0, logits) - truth * logits))
+    """Mean binary cross-entropy over the observed cells (NaN labels are masked,
+    probelab.masking), computed from logits without overflow."""
+    if not is_masked(truth):
+        return float(np.mean(np.logaddexp(0.0, logits) - truth * logits))
+    seen = observed(truth)
+    per_cell = np.logaddexp(0.0, logits) - fill_masked(truth) * logits
+    return float(per_cell[seen].mean()) if seen.any() else math.nan
 
 
 @dataclass
@@ -69,15 +76,20 @@ def _fit_one_c(
 
     weight = np.zeros((y.shape[1], x.shape[1]))
     bias = np.zeros(y.shape[1])
+    seen = observed(y)
     for k in range(y.shape[1]):
-        column = y[:, k]
+        # Each pathology is fitted on the images that observe its label (NaN: masked).
+        rows = seen[:, k]
+        column, x_k = (y[:, k], x) if rows.all() else (y[rows, k], x[rows])
+        if not len(column):  # no observed label at all: no data, the prior of none
+            continue
         if column.min() == column.max():
             bias[k] = _prior_log_odds(column)
             continue
         model = LogisticRegression(
             C=c, class_weight="balanced" if balanced else None, max_iter=max_iter, random_state=seed
         )
-        model.fit(x, column)
+        model.fit(x_k, column)
         weight[k], bias[k] = model.coef_[0], model.intercept_[0]
     return weight, bias
 
@@ -96,6 +108,10 @@ def fit_linear_probe(
 ) -> tuple[LinearMap, list[dict[str, float]]]:
     """One logistic regression per pathology; the inverse regularisation C (shared by all
     pathologies) is the grid value with the lowest validation log loss.
+
+    NaN labels (not observed, probelab.masking) are masked: each pathology's regression drops the
+    training images without its label, and the validation log loss averages observed labels only.
+    The standardisation uses every training image (it needs no label).
 
     Returns the chosen map and the validation loss of every grid value.
     """

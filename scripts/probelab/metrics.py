@@ -14,6 +14,12 @@ Which pathologies a macro (or pooled) metric covers: exactly the `evaluated` one
 the same set for every metric. A pathology outside it gets value None in its own rows; a macro
 over a set that holds a pathology whose metric is undefined in the split is itself None, never an
 average over fewer pathologies.
+
+Labels may be NaN: not observed (probelab.masking). Every metric, count and threshold uses the
+observed labels only: a pathology's metrics its images that observe it, the pooled ("micro")
+metrics the observed cells, exact match each image's observed labels (an image with none is left
+out), Hamming loss the mean over observed cells. With every label observed the numbers are
+computed exactly as before masks existed.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
+
+from probelab.masking import is_masked, observed
+from probelab.masking import negatives as negative_labels
+from probelab.masking import positives as positive_labels
 
 # The fixed threshold of the "t0.5" policy, on the logit scale: logit >= 0 is probability >= 0.5.
 # Also the threshold of a pathology whose tuned threshold cannot be chosen because the validation
@@ -64,10 +74,13 @@ def _row(split: str, policy: str, metric: str, pathology: str, value: float | No
 
 
 def label_counts(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positives and negatives per column of a 0/1 label matrix (N x P), as int arrays."""
+    """Observed positives and observed negatives per column of a 0/1/NaN label matrix (N x P), as
+    int arrays; a NaN label (not observed) is neither."""
     truth = np.asarray(truth)
-    positives = (truth > 0.5).sum(axis=0).astype(int)
-    return positives, truth.shape[0] - positives
+    return (
+        positive_labels(truth).sum(axis=0).astype(int),
+        negative_labels(truth).sum(axis=0).astype(int),
+    )
 
 
 def label_exclusions(
@@ -79,8 +92,9 @@ def label_exclusions(
 
     The rule: a pathology is evaluated when each split in `counts` (split name -> positives and
     negatives per pathology, see `label_counts`) has at least `min_positives` positive images and
-    at least one negative image of it. Fewer positives make its AUROC, AP, recall and tuned
-    threshold undefined or rest on a handful of images; no negative makes AUROC undefined.
+    at least one negative image of it, counting observed labels only (a NaN label is neither).
+    Fewer positives make its AUROC, AP, recall and tuned threshold undefined or rest on a handful
+    of images; no negative makes AUROC undefined.
     """
     reasons: dict[str, str] = {}
     for k, name in enumerate(pathologies):
@@ -115,10 +129,14 @@ def f1_optimal_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
     """The score (logit) threshold, predict positive when score >= threshold, that maximises F1.
 
     Falls back to DEFAULT_LOGIT_THRESHOLD when `truth` has no positive (F1 is then undefined for
-    every threshold), and is NaN when the scores are (a pathology that was not trained).
+    every threshold), and is NaN when the scores are (a pathology that was not trained). Images
+    whose label is NaN (not observed) take no part.
     """
     if np.isnan(scores).any():
         return math.nan
+    if is_masked(truth):
+        seen = observed(truth)
+        truth, scores = truth[seen], scores[seen]
     if truth.sum() == 0:
         return DEFAULT_LOGIT_THRESHOLD
     precision, recall, thresholds = precision_recall_curve(truth, scores)
@@ -157,17 +175,25 @@ def _check_shapes(truth: np.ndarray, scores: np.ndarray) -> None:
 
 
 def _defined(truth_column: np.ndarray) -> bool:
-    """AUROC needs both classes present."""
-    positives = int(truth_column.sum())
-    return 0 < positives < len(truth_column)
+    """AUROC needs both classes present among the observed labels."""
+    return bool(positive_labels(truth_column).any() and negative_labels(truth_column).any())
+
+
+def _has_positive(truth_column: np.ndarray) -> bool:
+    return bool(positive_labels(truth_column).any())
 
 
 def _per_column(
     metric, truth: np.ndarray, scores: np.ndarray, columns: list[int], n: int
 ) -> list[float | None]:
     """`metric` of each listed column in one scikit-learn call (one input validation), None
-    elsewhere."""
+    elsewhere; a column with masked labels on its observed images, in a call of its own."""
     values: list[float | None] = [None] * n
+    if is_masked(truth[:, columns]):
+        for k in columns:
+            seen = observed(truth[:, k])
+            values[k] = float(metric(truth[seen, k], scores[seen, k]))
+        return values
     if len(columns) == 1:
         values[columns[0]] = float(metric(truth[:, columns[0]], scores[:, columns[0]]))
     elif columns:
@@ -205,7 +231,11 @@ def ranking_rows(
         roc_auc_score, truth, scores, [k for k in columns if _defined(truth[:, k])], n
     )
     ap = _per_column(
-        average_precision_score, truth, scores, [k for k in columns if truth[:, k].sum() > 0], n
+        average_precision_score,
+        truth,
+        scores,
+        [k for k in columns if _has_positive(truth[:, k])],
+        n,
     )
     rows: list[Row] = []
     for k, name in enumerate(pathologies):
@@ -214,6 +244,9 @@ def ranking_rows(
     for metric, values in (("auroc", auroc), ("average_precision", ap)):
         rows.append(_row(split, policy, metric, "macro", _macro(values, columns)))
     flat_truth, flat_scores = truth[:, columns].ravel(), scores[:, columns].ravel()
+    if is_masked(flat_truth):  # the pooled metrics pool the observed cells
+        seen = observed(flat_truth)
+        flat_truth, flat_scores = flat_truth[seen], flat_scores[seen]
     rows.append(
         _row(
             split,
@@ -229,7 +262,7 @@ def ranking_rows(
             policy,
             "average_precision",
             "micro",
-            average_precision_score(flat_truth, flat_scores) if flat_truth.sum() > 0 else None,
+            average_precision_score(flat_truth, flat_scores) if _has_positive(flat_truth) else None,
         )
     )
     return rows
@@ -249,7 +282,8 @@ def decision_rows(
     Exact match and Hamming loss pool the evaluated labels of all images, so they carry pathology
     "micro". Precision of a pathology never predicted positive (and recall of one never positive)
     counts as 0, scikit-learn's `zero_division=0` convention; under the evaluation rule an
-    evaluated pathology always has positives, so only the first can happen.
+    evaluated pathology always has positives, so only the first can happen. With NaN labels (not
+    observed) see `_masked_decision_rows`.
     """
     columns = _columns(pathologies, evaluated)
     if not columns:
@@ -261,6 +295,8 @@ def decision_rows(
             rows += [_row(split, policy, m, name, None) for m in ("precision", "recall", "f1")]
         return rows
     truth_e, predicted_e = truth[:, columns], predicted[:, columns]
+    if is_masked(truth_e):
+        return _masked_decision_rows(split, policy, truth_e, predicted_e, pathologies, columns)
     rows = [
         _row(split, policy, "exact_match", "micro", accuracy_score(truth_e, predicted_e)),
         _row(split, policy, "hamming_loss", "micro", hamming_loss(truth_e, predicted_e)),
@@ -276,6 +312,77 @@ def decision_rows(
         p, r, f, _ = precision_recall_fscore_support(
             truth_e, predicted_e, average=average, zero_division=0
         )
+        rows += [
+            _row(split, policy, "precision", average, p),
+            _row(split, policy, "recall", average, r),
+            _row(split, policy, "f1", average, f),
+        ]
+    return rows
+
+
+def _masked_decision_rows(
+    split: str,
+    policy: str,
+    truth_e: np.ndarray,
+    predicted_e: np.ndarray,
+    pathologies: Sequence[str],
+    columns: list[int],
+) -> list[Row]:
+    """`decision_rows` over the observed cells of the evaluated columns (`truth_e`, `predicted_e`:
+    those columns only): per pathology its observed images; micro precision, recall and F1 the
+    pooled observed cells; exact match the share of images (with at least one observed label)
+    whose observed labels are all right; Hamming loss the share of observed cells that are wrong.
+    The same scikit-learn functions as the unmasked path, on the observed entries."""
+    seen = observed(truth_e)
+    truth_filled = np.where(seen, truth_e, 0).astype(np.int8)
+    predicted_e = np.asarray(predicted_e).astype(np.int8)
+    wrong = (truth_filled != predicted_e) & seen
+    kept = seen.any(axis=1)
+    rows = [
+        _row(
+            split,
+            policy,
+            "exact_match",
+            "micro",
+            float(np.mean(~wrong[kept].any(axis=1))) if kept.any() else None,
+        ),
+        _row(
+            split,
+            policy,
+            "hamming_loss",
+            "micro",
+            float(wrong.sum() / seen.sum()) if seen.any() else None,
+        ),
+    ]
+    per_class: dict[int, tuple[float | None, ...]] = {}
+    for i, k in enumerate(columns):
+        rows_i = seen[:, i]
+        per_class[k] = (None, None, None)  # no observed label: undefined, not 0
+        if rows_i.any():
+            per_class[k] = tuple(
+                precision_recall_fscore_support(
+                    truth_filled[rows_i, i],
+                    predicted_e[rows_i, i],
+                    average="binary",
+                    zero_division=0,
+                )[:3]
+            )
+    for k, name in enumerate(pathologies):
+        for j, metric in enumerate(("precision", "recall", "f1")):
+            value = per_class[k][j] if k in per_class else None
+            rows.append(_row(split, policy, metric, name, value))
+    # macro: the mean of the per-pathology values (None when one is undefined, as `_macro`);
+    # micro: binary scores of the pooled observed cells (multilabel micro averaging pools true
+    # and false positives over cells the same way)
+    macro = [
+        _macro([per_class[k][j] for k in columns], list(range(len(columns)))) for j in range(3)
+    ]
+    micro: tuple = (None, None, None)
+    if seen.any():
+        micro = precision_recall_fscore_support(
+            truth_filled[seen], predicted_e[seen], average="binary", zero_division=0
+        )[:3]
+    for average, (p, r, f) in (("macro", macro), ("micro", micro)):
         rows += [
             _row(split, policy, "precision", average, p),
             _row(split, policy, "recall", average, r),

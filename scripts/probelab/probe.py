@@ -10,6 +10,10 @@ depend on them.
 
 Every model ends in logits (the raw score before the sigmoid); ranking metrics and thresholds use
 them, never the probabilities, which saturate (probelab.metrics).
+
+Labels are float32 with NaN where the cohort index does not observe a label (probelab.masking).
+Every step masks them: the counts behind min_positives are observed positives and negatives, the
+models' losses and the validation choices skip them, and so does every metric.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from probelab.linear import fit_linear_probe, sigmoid, zero_shot_map
+from probelab.masking import check_labels, observed
+from probelab.masking import positives as positive_labels
 from probelab.metrics import (
     DEFAULT_LOGIT_THRESHOLD,
     Row,
@@ -143,7 +149,8 @@ class EvaluationScope:
 
 @dataclass
 class LabelReader:
-    """Reads the 0/1 label columns of chosen images from the cohort index, on demand.
+    """Reads the 0/1 label columns of chosen images from the cohort index, on demand (NaN where
+    a label is not observed, probelab.masking).
 
     Only the requested rows are read (a parquet filter on image_id), so test labels are not even
     in memory until `test_labels` is called, and that needs the frozen runs as proof.
@@ -164,7 +171,9 @@ class LabelReader:
 def read_labels(
     index_path: Path, image_ids: Sequence[str], pathologies: Sequence[str]
 ) -> np.ndarray:
-    """Labels (N x P, float32) of `image_ids`, in that order, from the index's pathology columns."""
+    """Labels (N x P, float32) of `image_ids`, in that order, from the index's pathology columns:
+    0, 1, or NaN where the index does not observe the label (int8 columns have none; float32
+    columns, or nullable integers, mark them). Anything else is refused."""
     wanted = list(image_ids)
     table = pd.read_parquet(
         index_path, columns=["image_id", *pathologies], filters=[("image_id", "in", wanted)]
@@ -176,7 +185,9 @@ def read_labels(
             f"{index_path}: image {missing[0]!r} ({len(missing)} in all) "
             "is not in the cohort index."
         )
-    return table.loc[wanted, list(pathologies)].to_numpy(dtype=np.float32)
+    labels = table.loc[wanted, list(pathologies)].to_numpy(dtype=np.float32, na_value=np.nan)
+    check_labels(labels, f"cohort index {index_path}")
+    return labels
 
 
 def fit_model(
@@ -338,7 +349,7 @@ def fit_and_freeze(
         val_logits=val_logits,
         test_logits=test_logits,
         logit_thresholds=tune_thresholds(y_val, val_logits),
-        train_prevalence=y_train.mean(axis=0).astype(np.float64),
+        train_prevalence=_prevalence(y_train),
         state_dict=fitted.state_dict,
         hparams=hparams,
         history=fitted.history,
@@ -349,6 +360,16 @@ def fit_and_freeze(
         train_counts=train_counts,
         not_trained=not_trained,
     )
+
+
+def _prevalence(labels: np.ndarray) -> np.ndarray:
+    """Per pathology, the share of positives among the observed labels (NaN where none is
+    observed; such a pathology is never trained, so no baseline uses it)."""
+    if not (seen := observed(labels)).all():
+        counts = seen.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return positive_labels(labels).sum(axis=0) / np.where(counts > 0, counts, np.nan)
+    return labels.mean(axis=0).astype(np.float64)
 
 
 def _all_columns(

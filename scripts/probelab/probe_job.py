@@ -7,7 +7,7 @@ model.pt, history.csv and predictions_val.parquet as soon as it is fitted, then,
 the job has frozen its model and thresholds, predictions_test.parquet and metrics.json. Test
 labels are read only for that last step (probelab.probe). Pathologies a run cannot evaluate
 (config training.min_positives) are warned about in the job log and listed with their reason in
-metrics.json.
+metrics.json. Labels the index does not observe (NaN) are masked everywhere (probelab.masking).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from probelab.cache import read_image_cache, read_prompt_cache
 from probelab.cohort import index_hash
 from probelab.io import atomic_path, write_json, write_parquet, write_text
 from probelab.linear import sigmoid
+from probelab.masking import is_masked
 from probelab.models import needs_prompts
 from probelab.probe import (
     EvaluationScope,
@@ -261,7 +262,7 @@ def fit_runs(
         write_text(out / "history.csv", _history(run))
         write_parquet(
             out / "predictions_val.parquet",
-            _predictions(images.val_ids, run.val_logits, images.y_val, pathologies),
+            predictions_table(images.val_ids, run.val_logits, images.y_val, pathologies),
         )
         log.info("%s: fitted in %.1f s; thresholds frozen", run_name, run.train_seconds)
         frozen.append(run)
@@ -286,7 +287,7 @@ def evaluate_on_test(
         out = Path(spec.out_dir)
         write_parquet(
             out / "predictions_test.parquet",
-            _predictions(images.test_ids, run.test_logits, y_test, pathologies),
+            predictions_table(images.test_ids, run.test_logits, y_test, pathologies),
         )
         scope = evaluation_scope(run, images.y_val, y_test, pathologies)
         for name, reason in scope.excluded.items():
@@ -370,17 +371,22 @@ def _save_model(path: Path, run: FrozenRun) -> None:
         torch.save({"state_dict": state, "hparams": run.hparams}, tmp)
 
 
-def _predictions(
+def predictions_table(
     image_ids: Sequence[str], logits: np.ndarray, truth: np.ndarray, pathologies: Sequence[str]
 ) -> pd.DataFrame:
     """image_id, then per pathology logit_ (float64, what metrics and thresholds use; NaN when
-    the pathology was not trained), prob_ (its sigmoid, for readers) and true_ (int8)."""
+    the pathology was not trained), prob_ (its sigmoid, for readers) and true_: int8 when every
+    image observes the label, else float32 with NaN where it is not observed (masked,
+    probelab.masking), as the cohort index has it."""
     columns: dict[str, Any] = {"image_id": list(image_ids)}
     probs = sigmoid(logits)
     for k, name in enumerate(pathologies):
         columns[f"logit_{name}"] = logits[:, k].astype(np.float64)
         columns[f"prob_{name}"] = probs[:, k]
-        columns[f"true_{name}"] = truth[:, k].astype(np.int8)
+        label = truth[:, k]
+        columns[f"true_{name}"] = (
+            label.astype(np.float32) if is_masked(label) else label.astype(np.int8)
+        )
     return pd.DataFrame(columns)
 
 

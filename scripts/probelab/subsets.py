@@ -25,12 +25,19 @@ Balanced algorithm (deterministic for a given seed and size):
    subset always has exactly n images.
 Rare pathologies are therefore over-represented as far as the data allows, never duplicated.
 
+Labels the index does not observe (NaN, probelab.masking) count as neither positive nor negative:
+every count above is of observed positives. The no-finding places go to images labelled as having
+no finding: the index's `no_finding` column (1) when it has one, since an image negative for every
+configured pathology may well show other findings; an older index without the column falls back to
+images whose configured labels are all observed and 0.
+
 Stratified algorithm: images are grouped by their label pattern (the set of pathologies they
 show; no finding is one pattern); each pattern gets round(n x its share of the training split)
 places, the rounding remainders going to the patterns with the largest fractional parts (ties in
 seeded random order), and its places are filled with its images in seeded random order. Every
 pattern is represented to within one image of its share, so the no-finding share and each
-pathology's prevalence equal the training split's up to rounding.
+pathology's prevalence equal the training split's up to rounding. A pattern is the set of observed
+positives (a NaN label is not shown), and, where the index has a `no_finding` column, that flag.
 """
 
 from __future__ import annotations
@@ -44,10 +51,29 @@ import pandas as pd
 
 from probelab.cohort import CohortError, label_matrix
 from probelab.io import write_json, write_text
+from probelab.masking import negatives as negative_labels
+from probelab.masking import positives as positive_labels
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("balanced", "stratified")
+# The index column that says an image is labelled as having no finding at all (int8 0/1).
+NO_FINDING = "no_finding"
+
+
+def positive_matrix(table: pd.DataFrame, pathologies: list[str]) -> np.ndarray:
+    """Observed positives (N x P, bool) of the label columns; NaN (not observed) is not one."""
+    return positive_labels(table[pathologies].to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def no_finding_rows(table: pd.DataFrame, pathologies: list[str]) -> np.ndarray:
+    """The images labelled as having no finding (bool, N): `no_finding` == 1 where the table has
+    that column; otherwise (an index written before it) those whose configured labels are all
+    observed and 0."""
+    if NO_FINDING in table.columns:
+        return table[NO_FINDING].to_numpy(dtype=np.float64, na_value=np.nan) == 1
+    values = table[pathologies].to_numpy(dtype=np.float64, na_value=np.nan)
+    return negative_labels(values).all(axis=1)
 
 
 def balanced_subset(
@@ -57,15 +83,17 @@ def balanced_subset(
     seed: int,
     no_finding_share: float = 0.2,
 ) -> list[str]:
-    """Return the sorted image ids of a balanced subset of `train` (columns image_id + labels)."""
+    """Return the sorted image ids of a balanced subset of `train` (columns image_id + labels,
+    and `no_finding` where the index has it)."""
     ids = train["image_id"].to_numpy()
     check_sizes([n], len(train))
     if n == "all":
         return sorted(ids.tolist())
     n = int(n)
     rng = np.random.default_rng([seed, n])
-    labels = train[pathologies].to_numpy(dtype=bool)
+    labels = positive_matrix(train, pathologies)
     has_finding = labels.any(axis=1)
+    no_finding = no_finding_rows(train, pathologies)
     chosen = np.zeros(len(train), dtype=bool)
 
     no_finding_places = int(round(n * no_finding_share))
@@ -83,7 +111,7 @@ def balanced_subset(
         chosen[take] = True
 
     _fill(chosen, has_finding & ~chosen, budget - int(chosen.sum()), rng)
-    _fill(chosen, ~has_finding & ~chosen, n - int(chosen.sum()), rng)
+    _fill(chosen, no_finding & ~chosen, n - int(chosen.sum()), rng)
     _fill(chosen, ~chosen, n - int(chosen.sum()), rng)
     return sorted(ids[chosen].tolist())
 
@@ -91,15 +119,18 @@ def balanced_subset(
 def stratified_subset(
     train: pd.DataFrame, pathologies: list[str], n: int | str, seed: int
 ) -> list[str]:
-    """Return the sorted image ids of a natural-mix subset of `train` (columns image_id + labels):
-    proportional allocation over label patterns, largest remainders first."""
+    """Return the sorted image ids of a natural-mix subset of `train` (columns image_id + labels,
+    and `no_finding` where the index has it): proportional allocation over label patterns,
+    largest remainders first."""
     ids = train["image_id"].to_numpy()
     check_sizes([n], len(train))
     if n == "all":
         return sorted(ids.tolist())
     n = int(n)
     rng = np.random.default_rng([seed, n, 1])
-    labels = train[pathologies].to_numpy(dtype=bool)
+    labels = positive_matrix(train, pathologies)
+    if NO_FINDING in train.columns:
+        labels = np.column_stack([labels, no_finding_rows(train, pathologies)])
     _, pattern = np.unique(labels, axis=0, return_inverse=True)
     pattern = pattern.reshape(-1)
     counts = np.bincount(pattern)
@@ -144,12 +175,15 @@ def mix_kind(policy: str, n: int | str) -> str:
 def subset_mix(
     labels: pd.DataFrame, pathologies: list[str], n: int | str, seed: int, policy: str
 ) -> dict[str, object]:
-    """The label mix of a subset (its rows of the label matrix): images, images without any
-    pathology, their share, each pathology's prevalence and the mean prevalence."""
-    values = labels[pathologies].to_numpy(dtype=bool)
+    """The label mix of a subset (its rows of the label matrix, with `no_finding` where the index
+    has it): images, images labelled as having no finding (`no_finding_rows`), their share, each
+    pathology's prevalence among the images that observe its label (0 where none does) and the
+    mean prevalence."""
+    values = labels[pathologies].to_numpy(dtype=np.float64, na_value=np.nan)
     size = len(values)
-    prevalence = values.mean(axis=0) if size else np.zeros(len(pathologies))
-    no_finding = int((~values.any(axis=1)).sum())
+    counts = (~np.isnan(values)).sum(axis=0)
+    prevalence = positive_labels(values).sum(axis=0) / np.maximum(counts, 1)
+    no_finding = int(no_finding_rows(labels, pathologies).sum())
     return {
         "n": str(n),
         "seed": int(seed),
@@ -209,9 +243,10 @@ def write_subsets(
     split = pd.read_parquet(split_path, columns=["image_id", "split"])
     train_ids = split.loc[split["split"] == "train", "image_id"]
     train = index[index["image_id"].isin(train_ids)]
-    train = pd.concat([train[["image_id"]], label_matrix(train, pathologies)], axis=1)
+    extra = [NO_FINDING] if NO_FINDING in train.columns and NO_FINDING not in pathologies else []
+    train = pd.concat([train[["image_id"]], label_matrix(train, pathologies), train[extra]], axis=1)
     ids = choose_subset(train, pathologies, n, seed, policy, no_finding_share)
-    picked = train.set_index("image_id").loc[ids, pathologies]
+    picked = train.set_index("image_id").loc[ids, [*pathologies, *extra]]
     mix = subset_mix(picked, pathologies, n, seed, policy)
     write_json(mix_out or mix_path(out), mix)
     write_text(out, "\n".join(ids) + "\n")
@@ -224,7 +259,7 @@ def write_subsets(
         len(ids),
         mix["no_finding_share"],
         mix["mean_prevalence"],
-        picked.sum().to_dict(),
+        dict(zip(pathologies, positive_matrix(picked, pathologies).sum(0).tolist(), strict=True)),
     )
     return ids
 

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from probelab.linear import LinearMap, mean_bce, normalize_rows, zero_shot_map
+from probelab.masking import fill_masked, is_masked, observed
+from probelab.masking import positives as positive_labels
 from probelab.models import ABLATIONS
 
 log = logging.getLogger(__name__)
@@ -101,19 +103,29 @@ def _objective(
     sigma: np.ndarray,
     w0: np.ndarray,
     penalty: float,
+    mask: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """Anchored loss per image and its gradient, in standardised coordinates.
 
     params = (U, c) with logits = z @ U.T + c and z = (x - mu) / sigma, so the weights on the
     normalised image are W = U / sigma; `penalty` = lambda / (N * logit_scale^2). The change of
     variables leaves the minimiser unchanged and conditions L-BFGS far better than the raw
-    normalised features, whose spread is tiny."""
+    normalised features, whose spread is tiny.
+
+    `mask` (float 0/1, the shape of y; None when every label is observed): a masked cell's BCE
+    and gradient are multiplied by 0, so its placeholder in y has no effect. The data term stays
+    divided by N (all images), not by the observed count of each pathology: with the penalty
+    scaled by 1 / N the two are one objective times a constant, the same minimiser as before."""
     p, d = w0.shape
     u, c = params[: p * d].reshape(p, d), params[p * d :]
     logits = z @ u.T + c
     n = len(z)
-    loss = float(np.sum(np.logaddexp(0.0, logits) - y * logits)) / n
-    g = (_sigmoid(logits) - y) / n
+    cells = np.logaddexp(0.0, logits) - y * logits
+    residual = _sigmoid(logits) - y
+    if mask is not None:
+        cells, residual = cells * mask, residual * mask
+    loss = float(np.sum(cells)) / n
+    g = residual / n
     grad_u, grad_c = g.T @ z, g.sum(axis=0)
     dw = u / sigma - w0
     loss += penalty * float(np.sum(dw**2))
@@ -157,24 +169,38 @@ def anchored_linear_head(
         zero_shot.chosen = {"anchor_strength": "inf", "steps": 0}
         return zero_shot, []
     x = normalize_rows(x_train.astype(np.float64))
-    y = y_train.astype(np.float64)
+    # NaN labels (not observed, probelab.masking) are masked out of the Platt scaling, the
+    # anchored fit and the validation loss; `mask` is None when every label is observed, which
+    # keeps the unmasked arithmetic exactly.
+    seen = observed(y_train)
+    mask = seen.astype(np.float64) if is_masked(y_train) else None
+    y = fill_masked(y_train)
     mu = x.mean(axis=0)
     spread = x.std(axis=0)
     sigma = np.where(spread > 0, spread, 1.0)
     z = (x - mu) / sigma
-    varied = y.min(axis=0) != y.max(axis=0)
+    positives = positive_labels(y_train).sum(axis=0)
+    counts = seen.sum(axis=0)
+    varied = (positives > 0) & (positives < counts)
     # lambda = inf: the zero-shot rows, each pathology's logits Platt-scaled on the training
     # subset (slope > 0, so rankings stay zero-shot's); this calibrated classifier is the anchor.
     zero_logits = x @ zero_shot.weight.T + zero_shot.bias
     slope, intercept = np.ones(y.shape[1]), np.zeros(y.shape[1])
     if varied.any():
         slope[varied], intercept[varied] = _calibrate(
-            zero_logits[:, varied], y[:, varied], max_iter
+            zero_logits[:, varied],
+            y[:, varied],
+            max_iter,
+            None if mask is None else mask[:, varied],
         )
-    positives = y.sum(axis=0)
-    prior = np.log((positives + 0.5) / (len(y) - positives + 0.5))
-    # A single-class pathology: mean training logit = the add-half smoothed prior log-odds.
-    intercept[~varied] = (prior - zero_logits.mean(axis=0))[~varied]
+    prior = np.log((positives + 0.5) / (counts - positives + 0.5))
+    # A single-class pathology: mean training logit (over the images that observe its label) =
+    # the add-half smoothed prior log-odds.
+    if mask is None:
+        mean_logit = zero_logits.mean(axis=0)
+    else:
+        mean_logit = (zero_logits * mask).sum(axis=0) / np.maximum(counts, 1)
+    intercept[~varied] = (prior - mean_logit)[~varied]
     w0 = zero_shot.weight * slope[:, None]
     b0 = zero_shot.bias * slope + intercept
     # Standardised coordinates: U = W * sigma, c = b + W @ mu.
@@ -200,6 +226,7 @@ def anchored_linear_head(
             w0[varied],
             strength / (len(z) * logit_scale**2),
             max_iter,
+            None if mask is None else mask[:, varied],
         )
         model = candidate(*fitted, strength)
         loss = mean_bce(y_val, model.logits(x_val))
@@ -210,12 +237,16 @@ def anchored_linear_head(
     return best, grid
 
 
-def _calibrate(logits: np.ndarray, y: np.ndarray, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+def _calibrate(
+    logits: np.ndarray, y: np.ndarray, max_iter: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per pathology, Platt scaling of the zero-shot logits on the training subset: the slope
     a >= MIN_SLOPE and intercept c minimising the log loss of a * logits + c. A positive slope
     keeps every pathology's ranking (AUROC, AP, tuned thresholds) exactly the zero-shot one, even
     where the text points the wrong way on the training subset (the slope then stays at the
-    floor: the anchor is nearly zero there, a plain ridge penalty)."""
+    floor: the anchor is nearly zero there, a plain ridge penalty). `mask` (float 0/1, None when
+    every label is observed) multiplies the masked cells out of the loss and gradient; the sum
+    stays divided by N, a constant per pathology that leaves each minimiser unchanged."""
     from scipy.optimize import minimize
 
     p = y.shape[1]
@@ -223,8 +254,12 @@ def _calibrate(logits: np.ndarray, y: np.ndarray, max_iter: int) -> tuple[np.nda
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
         a, c = params[:p], params[p:]
         z = logits * a + c
-        g = (_sigmoid(z) - y) / len(y)
-        value = float(np.sum(np.logaddexp(0.0, z) - y * z)) / len(y)
+        cells = np.logaddexp(0.0, z) - y * z
+        residual = _sigmoid(z) - y
+        if mask is not None:
+            cells, residual = cells * mask, residual * mask
+        g = residual / len(y)
+        value = float(np.sum(cells)) / len(y)
         return value, np.concatenate([(g * logits).sum(axis=0), g.sum(axis=0)])
 
     start = np.concatenate([np.ones(p), np.zeros(p)])
@@ -247,8 +282,9 @@ def _minimise(
     w0: np.ndarray,
     penalty: float,
     max_iter: int,
+    mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """L-BFGS from `start` = (U, c) on the anchored loss (`_objective`)."""
+    """L-BFGS from `start` = (U, c) on the anchored loss (`_objective`; `mask` as there)."""
     from scipy.optimize import minimize
 
     u, c = start
@@ -258,7 +294,7 @@ def _minimise(
     result = minimize(
         _objective,
         np.concatenate([u.ravel(), c]),
-        args=(z, y, sigma, w0, penalty),
+        args=(z, y, sigma, w0, penalty, mask),
         jac=True,
         method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": 1e-9},

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from probelab.heads import build_head
+from probelab.masking import masked_bce, split_mask
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,20 @@ class TrainResult:
         return len(self.history)
 
 
-def positive_weights(labels: torch.Tensor) -> torch.Tensor:
-    """Per-class negatives / positives of the training labels, for BCEWithLogitsLoss's pos_weight.
+def positive_weights(labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-class negatives / positives of the training labels, for BCEWithLogitsLoss's pos_weight;
+    with `mask` (probelab.masking.split_mask), of the observed labels only.
 
     A class without positives gets the weight it would have with one positive: its positive term
     is zero anyway, and an infinite weight would turn the loss into NaN.
     """
-    positives = labels.sum(dim=0)
-    negatives = labels.shape[0] - positives
+    if mask is None:
+        positives = labels.sum(dim=0)
+        negatives = labels.shape[0] - positives
+    else:  # a masked entry is neither: its placeholder must not count
+        observed = mask.to(labels.dtype)
+        positives = (labels * observed).sum(dim=0)
+        negatives = observed.sum(dim=0) - positives
     return negatives / positives.clamp(min=1.0)
 
 
@@ -157,6 +164,10 @@ def train_head(
 
     Deterministic for a given seed (and thread count): the seed fixes the initial weights, the
     batch order, the input noise and the dropout masks.
+
+    Labels may hold NaN (not observed, probelab.masking): those entries are masked out of the
+    training loss, the validation loss that early stopping watches and the positive weights.
+    With every label observed the losses are exactly those of BCEWithLogitsLoss.
     """
     if x_train.shape[0] < 2:
         raise ValueError(
@@ -166,6 +177,9 @@ def train_head(
         raise ValueError(f"run {run_name}: the validation split is empty; early stopping needs it.")
     features_source = "rebuild the image cache they come from (its reader names the images)"
     labels_source = "check the labels of the cohort index"
+    # NaN labels are masked, not invalid: set them aside before the finiteness check.
+    y_train, train_mask = split_mask(y_train)
+    y_val, val_mask = split_mask(y_val)
     check_finite(
         run_name,
         {
@@ -184,8 +198,9 @@ def train_head(
         device
     )
     x_train, y_train, y_val = x_train.to(device), y_train.to(device), y_val.to(device)
-    weights = positive_weights(y_train) if settings.pos_weight else None
-    criterion = nn.BCEWithLogitsLoss(pos_weight=weights)
+    train_mask = train_mask.to(device) if train_mask is not None else None
+    val_mask = val_mask.to(device) if val_mask is not None else None
+    weights = positive_weights(y_train, train_mask) if settings.pos_weight else None
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
@@ -205,15 +220,22 @@ def train_head(
                 inputs = inputs + settings.noise_std * torch.randn(
                     inputs.shape, generator=generator
                 ).to(device)
-            loss = criterion(model(inputs), y_train[index])
+            batch_mask = train_mask[index] if train_mask is not None else None
+            loss = masked_bce(model(inputs), y_train[index], batch_mask, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            summed += loss.item() * len(index)
-            seen += len(index)
-        train_loss = summed / seen
-        val_loss = criterion(
-            predict_logits(model, x_val, settings.eval_batch_size).to(device), y_val
+            # The epoch's loss is the mean over its labels: batches weigh by their images, or by
+            # their observed labels when some are masked (a batch's loss is their mean).
+            size = len(index) if batch_mask is None else int(batch_mask.sum())
+            summed += loss.item() * size
+            seen += size
+        train_loss = summed / seen if seen else 0.0
+        val_loss = masked_bce(
+            predict_logits(model, x_val, settings.eval_batch_size).to(device),
+            y_val,
+            val_mask,
+            weights,
         ).item()
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(

@@ -35,6 +35,7 @@ import pandas as pd
 from probelab.demo.pretrain import PretrainSettings, pretrain
 from probelab.encoders import PRETRAINING_FILE, build_encoder
 from probelab.fingerprint import PRETRAIN_CODE_VERSION, digest
+from probelab.masking import refuse_masked
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,10 @@ def _training_pixels(encoder: Any, training: TrainingImages) -> tuple[Any, np.nd
         pixels.append(tensor)
     if not rows:
         raise ValueError(f"pretraining: no training image of {training.index} could be read.")
-    labels = train[training.pathologies].to_numpy(dtype=np.int8)[rows]
+    labels = train[training.pathologies].to_numpy(dtype=np.float64, na_value=np.nan)[rows]
+    # refused here, before the int8 cast would fail on NaN with a message that names nothing
+    refuse_masked(labels, f"demo pretraining on {training.index} (captions come from the labels)")
+    labels = labels.astype(np.int8)
     return torch.stack(pixels), labels, train["image_id"].astype(str).iloc[rows].tolist()
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from probelab.masking import refuse_masked
 from probelab.prompts import readable_name
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,9 @@ def pretrain(
 ) -> PretrainReport:
     """Train `encoder` (a probelab.encoders.Encoder; its model is changed in place) on
     preprocessed training images `pixels` (N, C, H, W) with 0/1 `labels` (N, P)."""
+    # A caption states which findings an image has and has not; an unobserved label (NaN) has no
+    # honest caption, and the demo cohort observes every label.
+    refuse_masked(labels, "demo pretraining (its captions are written from the labels)")
     import torch
 
     model = encoder.model

@@ -18,6 +18,11 @@ Instead of materialising resampled prediction tables, every metric is computed w
 row of weights per resample (how much each image's patient weighs in it). All metrics follow
 scikit-learn's definitions (zero_division=0 for precision / recall / F1).
 
+Labels may be NaN: not observed (probelab.masking). They are out of every resampled metric, as in
+probelab.metrics: a pathology's AUROC / AP and its true and false positives use the images that
+observe it, exact match an image's observed labels (an image with none is out), Hamming loss the
+observed cells; and the strata guarantee observed positives and negatives.
+
 Intervals (`bootstrap_interval`): by default the normal interval on the logit scale of the
 metric's range, estimate ± z x (standard deviation of the resamples), which always holds the
 estimate; on request BCa (acceleration from a stratified jackknife, `acceleration`) or percentile
@@ -36,6 +41,10 @@ from statistics import NormalDist
 
 import numpy as np
 
+from probelab.masking import negatives as negative_labels
+from probelab.masking import observed
+from probelab.masking import positives as positive_labels
+
 THRESHOLD_FREE = ("auroc", "average_precision")
 THRESHOLDED = ("precision", "recall", "f1", "exact_match", "hamming_loss")
 BOOTSTRAP_METRICS = THRESHOLD_FREE + THRESHOLDED
@@ -51,9 +60,9 @@ _NORMAL = NormalDist()
 
 
 def covering_strata(patient_index: np.ndarray, truth: np.ndarray, n_patients: int) -> np.ndarray:
-    """A stratum per patient such that for every column of `truth` (images x pathologies, bool)
-    with a positive (a negative) image, some stratum holds only patients with a positive (a
-    negative) image of it.
+    """A stratum per patient such that for every column of `truth` (images x pathologies, 0/1 or
+    bool; NaN = not observed, neither positive nor negative) with a positive (a negative) image,
+    some stratum holds only patients with a positive (a negative) image of it.
 
     Conditions ("has a positive image of p", "has a negative image of p") are visited from the
     rarest to the most common. A condition that no stratum satisfies as a whole splits the
@@ -61,11 +70,11 @@ def covering_strata(patient_index: np.ndarray, truth: np.ndarray, n_patients: in
     keeps every earlier guarantee (a part of a stratum that satisfies a condition satisfies it
     too), so at most two strata per pathology are added to the one stratum everyone starts in.
     """
-    truth = np.asarray(truth, dtype=bool)
+    truth = np.asarray(truth)
     positive = np.zeros((n_patients, truth.shape[1]), dtype=bool)
     negative = np.zeros_like(positive)
-    np.logical_or.at(positive, patient_index, truth)
-    np.logical_or.at(negative, patient_index, ~truth)
+    np.logical_or.at(positive, patient_index, positive_labels(truth))
+    np.logical_or.at(negative, patient_index, negative_labels(truth))
     conditions = [positive[:, p] for p in range(truth.shape[1])]
     conditions += [negative[:, p] for p in range(truth.shape[1])]
     order = sorted(range(len(conditions)), key=lambda c: (int(conditions[c].sum()), c))
@@ -266,13 +275,17 @@ def weighted_metrics(
     scores (logits), truth, predicted (decisions): (N, P); weights: (B, N). Returns metric ->
     (B,). AUROC and AP average exactly `ranking_columns`, the other metrics exactly
     `decision_columns` (default: every column): a column whose metric is undefined in a resample
-    makes the macro value of that resample NaN, it is never averaged over fewer columns.
+    makes the macro value of that resample NaN, it is never averaged over fewer columns. NaN
+    labels (not observed) are masked out of every metric (module docstring); with every label
+    observed the arithmetic is exactly the unmasked one.
     """
     out: dict[str, np.ndarray] = {}
     n_path = truth.shape[1]
     ranking_columns = list(range(n_path)) if ranking_columns is None else list(ranking_columns)
     decision_columns = list(range(n_path)) if decision_columns is None else list(decision_columns)
-    truth = truth.astype(bool)
+    seen = observed(truth)
+    masked = not seen.all()
+    truth = positive_labels(truth) if masked else truth.astype(bool)
     ranking = [name for name in THRESHOLD_FREE if name in metrics]
     if ranking:
         functions = {
@@ -282,7 +295,11 @@ def weighted_metrics(
         per_path: dict[str, list[np.ndarray]] = {name: [] for name in ranking}
         weights_t = np.ascontiguousarray(weights.T)
         for p in ranking_columns:
-            groups = _tied_group_sums(scores[:, p], truth[:, p], weights_t)
+            rows = seen[:, p]
+            if rows.all():
+                groups = _tied_group_sums(scores[:, p], truth[:, p], weights_t)
+            else:  # only the images that observe the label rank
+                groups = _tied_group_sums(scores[rows, p], truth[rows, p], weights_t[rows])
             for name in ranking:
                 per_path[name].append(functions[name](*groups))
         for name in ranking:
@@ -298,6 +315,9 @@ def weighted_metrics(
             return out
         guess = predicted[:, decision_columns].astype(bool)
         true = truth[:, decision_columns]
+        known = seen[:, decision_columns]
+        if masked and not known.all():
+            return out | _masked_decisions(guess, true, known, weights, metrics)
         tp = weights @ (guess & true).astype(np.float64)
         fp = weights @ (guess & ~true).astype(np.float64)
         fn = weights @ (~guess & true).astype(np.float64)
@@ -315,6 +335,43 @@ def weighted_metrics(
             )
         if "hamming_loss" in metrics:
             out["hamming_loss"] = _safe_ratio(weights @ (guess != true).mean(axis=1), total)
+    return out
+
+
+def _masked_decisions(
+    guess: np.ndarray,
+    true: np.ndarray,
+    known: np.ndarray,
+    weights: np.ndarray,
+    metrics: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """The thresholded metrics of `weighted_metrics` over the observed cells (`known`, N x P):
+    a masked cell is no true or false positive or negative; exact match is the weighted share
+    of images with an observed label whose observed labels are all right; Hamming loss the
+    weighted share of observed cells that are wrong."""
+    out: dict[str, np.ndarray] = {}
+    tp = weights @ (guess & true & known).astype(np.float64)
+    fp = weights @ (guess & ~true & known).astype(np.float64)
+    fn = weights @ (~guess & true & known).astype(np.float64)
+    per_class = {
+        "precision": _safe_ratio(tp, tp + fp),
+        "recall": _safe_ratio(tp, tp + fn),
+        "f1": _safe_ratio(2 * tp, 2 * tp + fp + fn),
+    }
+    for name in set(metrics) & set(per_class):
+        out[name] = per_class[name].mean(axis=1)
+    wrong = (guess != true) & known
+    if "exact_match" in metrics:
+        kept = known.any(axis=1)
+        out["exact_match"] = _safe_ratio(
+            weights @ (kept & ~wrong.any(axis=1)).astype(np.float64),
+            weights @ kept.astype(np.float64),
+        )
+    if "hamming_loss" in metrics:
+        out["hamming_loss"] = _safe_ratio(
+            weights @ wrong.sum(axis=1).astype(np.float64),
+            weights @ known.sum(axis=1).astype(np.float64),
+        )
     return out
 
 
