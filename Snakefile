@@ -28,6 +28,7 @@ include: "rules/cohort.smk"
 include: "rules/embed.smk"
 include: "rules/probe.smk"
 include: "rules/report.smk"
+include: "rules/external.smk"
 include: "rules/sentiment.smk"
 
 
@@ -38,6 +39,7 @@ rule all:
         rules.embeddings.input,
         rules.probes.input,
         rules.report.input,
+        rules.external.input,
         rules.sentiment.input,
 
 

@@ -279,6 +279,78 @@ def job_model_settings(wildcards) -> dict:
     return {model: config["models"][model] for model in job_models(wildcards)}
 
 
+# --- external test cohorts ---
+
+
+def external_names() -> list[str]:
+    return list(config["external"])
+
+
+def external_layout(name: str) -> CohortLayout:
+    return PATHS.external(name)
+
+
+# The external layout with its name left as a wildcard, for rule patterns.
+EXTERNAL = PATHS.external("{external}")
+
+
+def external_settings(wildcards) -> dict:
+    return config["external"][wildcards.external]
+
+
+def external_pathologies(wildcards) -> list[str]:
+    """The training cohort's pathologies the external cohort labels."""
+    listed = external_settings(wildcards)["pathologies"]
+    return list(config["pathologies"]) if listed is None else list(listed)
+
+
+def external_index_inputs(wildcards) -> dict[str, str]:
+    """As index_inputs, for an external cohort: its generated folder or its data manifest."""
+    settings = external_settings(wildcards)
+    layout = external_layout(wildcards.external)
+    if settings["demo"]["enabled"]:
+        return {"data": settings["data"]["root"]}
+    if workflow.is_main_process:
+        write_if_changed(layout.data_manifest, data_manifest(settings["data"]))
+    return {"manifest": layout.data_manifest}
+
+
+def external_cache(name: str, encoder: str) -> str:
+    """An encoder's image cache of an external cohort (same fingerprint as the training
+    cohort's: the same settings decide the features)."""
+    return external_layout(name).image_cache(
+        encoder, Path(image_cache(encoder)).stem
+    )
+
+
+def external_run_files(name: str, file: str, encoder: str | None = None) -> list[str]:
+    """One file of every external run folder (of one encoder, or all)."""
+    layout = external_layout(name)
+    return [
+        layout.run_file(enc, model, n, seed, file)
+        for enc in ([encoder] if encoder else encoder_names())
+        for model in encoder_models(config, enc)
+        for n in subset_sizes()
+        for seed in subset_seeds()
+    ]
+
+
+def encoder_run_files(wildcards, file: str) -> list[str]:
+    """One file of every (internal) run folder of the wildcards' encoder."""
+    return [
+        PATHS.run_file(wildcards.encoder, model, n, seed, file)
+        for model in encoder_models(config, wildcards.encoder)
+        for n in subset_sizes()
+        for seed in subset_seeds()
+    ]
+
+
+def external_targets() -> list[str]:
+    if not external_names():
+        return []
+    return [report_table("transfer"), *figure_files("transfer")]
+
+
 # --- report ---
 
 
@@ -303,6 +375,7 @@ def figure_size_label(name: str) -> str:
         "precision_recall": str(settings["heatmap_size"]),
         "training_curves": str(settings["training_curves"]["size"]),
         "sentiment_comparison": "whole data set",
+        "transfer": "largest",
     }[name]
 
 
@@ -314,6 +387,8 @@ def summary_inputs() -> dict[str, str]:
     inputs.update({f"cache_{name}": image_cache(name) for name in encoder_names()})
     if SENTIMENT["enabled"]:
         inputs["sentiment"] = report_table("sentiment")
+    if external_names():
+        inputs["transfer"] = report_table("transfer")
     return inputs
 
 

@@ -9,7 +9,7 @@ from probelab.layout import CohortLayout, image_caches
 from probelab.report.settings import summary_config, summary_figures
 from probelab.report.steps import write_summary
 
-TABLES = ("by_setting", "ci", "comparisons", "pathologies", "sentiment")
+TABLES = ("by_setting", "ci", "comparisons", "pathologies", "sentiment", "transfer")
 COHORT_FILES = ("index_counts", "split", "index")
 CACHE = "cache_"  # input name prefix of an encoder's image cache
 
@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     tables = {key: Path(paths.report_table(key)) for key in TABLES}
     if not config["sentiment"]["enabled"]:
         del tables["sentiment"]
+    if not config["external"]:
+        del tables["transfer"]
     cohort_files = {key: Path(getattr(paths, key)) for key in COHORT_FILES}
     write_summary(
         summary_config(config),

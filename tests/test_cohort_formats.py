@@ -320,3 +320,42 @@ def test_config_refusals(tmp_path, data, message):
     config = {"cohort": "x", "pathologies": ["Edema"], "data": {"root": str(tmp_path), **data}}
     with pytest.raises(ConfigError, match=message):
         validate_config(config)
+
+
+def _with_external(tmp_path, **external):
+    return {
+        "cohort": "x",
+        "pathologies": ["Edema", "Effusion"],
+        "data": {"root": str(tmp_path)},
+        "external": {"other": external},
+    }
+
+
+def test_external_pathologies_must_be_training_pathologies(tmp_path):
+    config = _with_external(
+        tmp_path, pathologies=["Edema", "Pleural Effusion"], data={"root": str(tmp_path)}
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"'external.other.pathologies' lists 'Pleural Effusion', which is not in "
+        r"'pathologies'",
+    ):
+        validate_config(config)
+
+
+def test_a_generated_external_cohort_lives_where_its_rule_writes_it(tmp_path):
+    config = _with_external(tmp_path, demo={"enabled": True}, data={"format": "csv"})
+    assert validate_config(config)["external"]["other"]["data"]["root"] == (
+        "results/x/external/other/data"
+    )
+    moved = _with_external(tmp_path, demo={"enabled": True}, data={"root": "elsewhere"})
+    with pytest.raises(
+        ConfigError, match=r"'external.other.data.root' must be 'results/x/external/other/data'"
+    ):
+        validate_config(moved)
+
+
+def test_external_label_policies_are_checked_like_the_cohorts(tmp_path):
+    config = _with_external(tmp_path, data={"root": str(tmp_path), "uncertain": "ignore"})
+    with pytest.raises(ConfigError, match=r"'external.other.data.uncertain' applies to label"):
+        validate_config(config)

@@ -1,27 +1,57 @@
 """The report stage through the real Snakefile on a tiny demo matrix: tables, figures, summary.md
 and the Snakemake HTML report; a figure setting change reruns only figure rules; a figure is
-redrawn without touching a model."""
+redrawn without touching a model; an external test cohort in CheXpert's format scores every
+frozen run without retraining (transfer table and figure)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, random_demo_encoder, run_snakemake
 
-pytestmark = pytest.mark.workflow
+from probelab.external import frozen_scorer
+from probelab.probe_job import read_features
 
-MODELS = ("baseline_mlp", "two_branch_concat", "two_branch_concat_no_text")
-FIGURES = ("learning_curves", "auroc_heatmap", "precision_recall", "training_curves")
+pytestmark = pytest.mark.workflow
+PATHOLOGIES_14 = yaml.safe_load((REPO / "config.yaml").read_text())["pathologies"]
+
+MODELS = (
+    "baseline_mlp",
+    "two_branch_concat",
+    "two_branch_concat_no_text",
+    "linear_probe",
+    "zero_shot",
+)
+FIGURES = ("learning_curves", "auroc_heatmap", "precision_recall", "training_curves", "transfer")
+EXTERNAL_LABELLED = [
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Effusion",
+    "Pneumonia",
+    "Pneumothorax",
+]
+
+
+def tiny_external(config: dict, n_images: int = 60) -> dict:
+    """The default config's CheXpert-format external cohort, shrunk."""
+    external = config["external"]["demo_chexpert"]
+    external["demo"].update(n_images=n_images, image_size=64)
+    return {"demo_chexpert": external}
 
 
 def tiny_config(workdir: Path, **report_changes) -> Path:
-    """One demo encoder x the reference, a fusion model and its prompt-ablation control x two
-    sizes x two seeds, a few epochs, no sentiment track: the smallest matrix with learning
-    curves, seeds, a comparison against the reference and a named pair."""
+    """One demo encoder x the reference, a fusion model and its prompt-ablation control, the
+    linear probe and zero-shot x two sizes x two seeds, a few epochs, a small external cohort,
+    no sentiment track: the smallest matrix with learning curves, seeds, a comparison against
+    the reference, a named pair and a transfer table."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     encoder = random_demo_encoder()
     models = config["models"]
@@ -34,6 +64,7 @@ def tiny_config(workdir: Path, **report_changes) -> Path:
         subsets={"sizes": [20, "all"], "seeds": [0, 1]},
         encoders={"demo_openclip": encoder},
         models={name: models[name] for name in MODELS},
+        external=tiny_external(config),
     )
     config["sentiment"]["enabled"] = False
     config["report"]["bootstrap"]["resamples"] = 100
@@ -164,3 +195,69 @@ def test_a_figure_is_redrawn_without_touching_a_model(tiny_run):
         "figure_auroc_heatmap"
     ]
     assert {path: path.stat().st_mtime_ns for path in models} == before
+
+
+# --- external test cohort -----------------------------------------------------------------
+
+
+def test_every_frozen_run_is_scored_on_the_external_cohort(tiny_run):
+    workdir, _ = tiny_run
+    report = workdir / "results" / "tiny" / "report"
+    transfer = pd.read_csv(report / "transfer.csv", dtype={"n": str}, keep_default_na=False)
+    assert set(transfer["model"]) == set(MODELS) and set(transfer["n"]) == {"20", "all"}
+    not_labelled = sorted(set(PATHOLOGIES_14) - set(EXTERNAL_LABELLED))
+    assert set(transfer["missing"]) == {"|".join(not_labelled)}
+    for shared in transfer["pathologies"]:
+        assert shared and set(shared.split("|")) <= set(EXTERNAL_LABELLED)
+    auroc = transfer[transfer["metric"] == "auroc"]
+    assert auroc["external_low"].le(auroc["external_value"]).all()
+    assert auroc["external_value"].le(auroc["external_high"]).all()
+    assert (auroc["difference"] - (auroc["external_value"] - auroc["internal"])).abs().max() < 1e-12
+    external = workdir / "results" / "tiny" / "external" / "demo_chexpert"
+    counts = json.loads((external / "index_counts.json").read_text())
+    assert counts["dropped_by_filter"]["keep Frontal/Lateral"] > 0
+    assert sum(counts["label_policies"]["uncertain"]["labels"].values()) > 0
+    metrics = json.loads(
+        (external / "runs/demo_openclip/linear_probe/nall/seed0/metrics.json").read_text()
+    )
+    assert metrics["run"]["external"] == "demo_chexpert"
+    assert (
+        metrics["excluded_pathologies"]["Mass"] == "not labelled in external cohort demo_chexpert"
+    )
+    internal = json.loads(
+        (
+            workdir / "results/tiny/runs/demo_openclip/linear_probe/nall/seed0/metrics.json"
+        ).read_text()
+    )
+    assert metrics["logit_thresholds"] == internal["logit_thresholds"]
+    summary = (report / "summary.md").read_text()
+    assert "## External test sets" in summary and "not a paired test" in summary
+    assert (report / "transfer.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_frozen_model_reproduces_the_runs_own_test_logits(tiny_run, model):
+    """model.pt alone, reloaded by the external evaluation, scores the internal test images
+    exactly as the training job did: nothing is refitted."""
+    workdir, _ = tiny_run
+    run = workdir / "results/tiny/runs/demo_openclip" / model / "n20" / "seed1"
+    predictions = pd.read_parquet(run / "predictions_test.parquet")
+    cache = next((workdir / "results/tiny/embeddings/demo_openclip").glob("*.h5"))
+    table = read_features(cache, workdir / "results/tiny/index.parquet", "demo_openclip")
+    logits = frozen_scorer(run / "model.pt", PATHOLOGIES_14)(table.take(predictions["image_id"]))
+    expected = predictions[[f"logit_{p}" for p in PATHOLOGIES_14]].to_numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_adding_an_external_cohort_retrains_nothing(tiny_run):
+    workdir, _ = tiny_run
+    config = yaml.safe_load(Path(tiny_config(workdir)).read_text())
+    second = dict(config["external"]["demo_chexpert"])
+    second["demo"] = {**second["demo"], "seed": 5}
+    second["data"] = {k: v for k, v in second["data"].items() if k != "root"}
+    config["external"]["second"] = second
+    path = workdir / "config_second.yaml"
+    path.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(run_snakemake(workdir, "--dry-run", configfile=path))
+    assert jobs["evaluate_external"] == 1 and jobs["transfer"] == 1
+    assert not {"train_probe", "embed_images", "bootstrap", "aggregate"} & set(jobs)

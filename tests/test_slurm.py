@@ -305,7 +305,8 @@ def test_cohort_stage_through_slurm_matches_local_run_and_a_failing_job_fails(tm
 
 
 def demo_config(path: Path) -> Path:
-    """config.yaml shrunk to a few minutes of SLURM: every stage but the sentiment track, both demo
+    """config.yaml shrunk to a few minutes of SLURM: every stage but the sentiment track and the
+    external test cohort (tests/test_report_workflow.py runs it locally), both demo
     encoders (pretrained for 3 epochs), three probe models (one of them needs the prompt
     caches), two sizes and two seeds.
 
@@ -335,6 +336,7 @@ def demo_config(path: Path) -> Path:
     report["comparisons"]["models"] = ["linear_probe", "zero_shot"]
     report["figures"]["formats"] = ["svg"]
     config["sentiment"]["enabled"] = False
+    config["external"] = {}
     path.write_text(yaml.safe_dump(config))
     return path
 

@@ -84,6 +84,7 @@ def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> di
     Raises ConfigError with one sentence naming the first offending key.
     """
     _inherit_ablation_settings(config)
+    _generated_external_roots(config)
     registry = _load_registry(schema_dir)
     schema = registry.contents(MAIN_SCHEMA)
     validator = _FillingValidator(schema, registry=registry)
@@ -112,6 +113,7 @@ def check_config(config: dict[str, Any]) -> None:
     before any job runs. Raises ConfigError with one sentence naming the key."""
     _check_split(config)
     _check_data(config)
+    _check_external(config)
     _check_demo(config)
     _check_pretrain(config)
     _check_image_only_backends(config)
@@ -203,6 +205,23 @@ def skipped_models(config: dict[str, Any]) -> dict[str, list[str]]:
     return skipped
 
 
+def generated_external_root(cohort: str, name: str) -> str:
+    """Where rule demo_external_cohort writes a generated external cohort (probelab.layout)."""
+    from probelab.layout import CohortLayout
+
+    return CohortLayout(cohort, name).external_data
+
+
+def _generated_external_roots(config: dict[str, Any]) -> None:
+    """Before validation: a generated external cohort's data.root, when not given, is the folder
+    rule demo_external_cohort writes (it follows the cohort name)."""
+    for name, external in (config.get("external") or {}).items():
+        if isinstance(external, dict) and (external.get("demo") or {}).get("enabled"):
+            data = external.setdefault("data", {})
+            if isinstance(data, dict) and isinstance(config.get("cohort"), str):
+                data.setdefault("root", generated_external_root(config["cohort"], name))
+
+
 def _inherit_ablation_settings(config: dict[str, Any]) -> None:
     """Before validation: a prompt-ablation control (probelab.models.ABLATIONS) takes every
     setting it does not give from its fusion model's section, so that it trains exactly like it
@@ -231,13 +250,32 @@ def _check_split(config: dict[str, Any]) -> None:
             )
 
 
-def _check_data(config: dict[str, Any]) -> None:
+def _check_external(config: dict[str, Any]) -> None:
+    pathologies = config.get("pathologies", [])
+    for name, external in config.get("external", {}).items():
+        unknown = [p for p in external.get("pathologies") or [] if p not in pathologies]
+        if unknown:
+            raise ConfigError(
+                f"config key 'external.{name}.pathologies' lists {unknown[0]!r}, which is not in "
+                "'pathologies': an external cohort is scored on the training cohort's labels."
+            )
+        _check_data({**config, "data": external.get("data", {})}, f"external.{name}.data")
+        generated = generated_external_root(config["cohort"], name)
+        root = external.get("data", {}).get("root")
+        if external.get("demo", {}).get("enabled") and root != generated:
+            raise ConfigError(
+                f"config key 'external.{name}.data.root' must be {generated!r} when "
+                f"external.{name}.demo.enabled is true (rule demo_external_cohort writes there)."
+            )
+
+
+def _check_data(config: dict[str, Any], key: str = "data") -> None:
     data = config.get("data", {})
     columns = data.get("format") == "csv" and data.get("csv", {}).get("label_mode") == "columns"
-    for key in ("uncertain", "blank"):
-        if data.get(key) is not None and not columns:
+    for policy in ("uncertain", "blank"):
+        if data.get(policy) is not None and not columns:
             raise ConfigError(
-                f"config key 'data.{key}' applies to label tables with one column per label "
+                f"config key '{key}.{policy}' applies to label tables with one column per label "
                 "(data.format: csv with data.csv.label_mode: columns); remove it or use that mode."
             )
     pattern = data.get("csv", {}).get("patient_pattern")
@@ -246,12 +284,12 @@ def _check_data(config: dict[str, Any]) -> None:
             groups = re.compile(pattern).groups
         except re.error as error:
             raise ConfigError(
-                f"config key 'data.csv.patient_pattern' {pattern!r} is not a regular expression "
+                f"config key '{key}.csv.patient_pattern' {pattern!r} is not a regular expression "
                 f"({error})."
             ) from None
         if groups < 1:
             raise ConfigError(
-                f"config key 'data.csv.patient_pattern' {pattern!r} needs a group, such as "
+                f"config key '{key}.csv.patient_pattern' {pattern!r} needs a group, such as "
                 "'(patient\\d+)', around the patient id."
             )
     no_finding = config.get("no_finding_label")

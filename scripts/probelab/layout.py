@@ -30,6 +30,7 @@ REPORT_TABLES = {
     "ci": "bootstrap_ci.csv",
     "comparisons": "comparisons.csv",
     "sentiment": "sentiment.csv",
+    "transfer": "transfer.csv",
 }
 
 
@@ -48,8 +49,10 @@ FIGURES = {
     "precision_recall": Figure(("by_setting", "ci"), "precision vs recall"),
     "training_curves": Figure(("history",), "training curves"),
     "sentiment_comparison": Figure(("sentiment",), "sentiment: SVM vs fine-tuning"),
+    "transfer": Figure(("transfer",), "external test sets: internal vs external"),
 }
 SENTIMENT_FIGURE = "sentiment_comparison"
+TRANSFER_FIGURE = "transfer"
 SUMMARY = "summary.md"
 
 
@@ -58,14 +61,27 @@ class CohortLayout:
     """The CXR track's outputs for one cohort, under results/{cohort}/."""
 
     cohort: str
+    # an external test cohort of this cohort (config key external): the same layout under
+    # results/{cohort}/external/{name}/ (its index, image caches, split and evaluated runs)
+    external_name: str | None = None
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> CohortLayout:
         return cls(config["cohort"])
 
+    def external(self, name: str) -> CohortLayout:
+        return CohortLayout(self.cohort, name)
+
     @property
     def root(self) -> str:
+        if self.external_name is not None:
+            return f"{RESULTS}/{self.cohort}/external/{self.external_name}"
         return f"{RESULTS}/{self.cohort}"
+
+    @property
+    def external_data(self) -> str:
+        """Where rule demo_external_cohort writes a generated external cohort."""
+        return f"{self.root}/data"
 
     @property
     def logs(self) -> str:

@@ -16,6 +16,9 @@ seed draws), so it is paired on the test images. Rank metrics (AUROC, AP) are co
 logits where the predictions carry them; decisions are `logit >= logit threshold`. Every macro
 metric averages the run's `evaluated_pathologies` (metrics.json), in the estimate and in every
 resample.
+
+Test labels may be NaN (not observed; predictions_test.parquet keeps the index's NaN): they are
+masked out of every resampled metric (probelab.report.bootstrap) and of the strata.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ import numpy as np
 import pandas as pd
 
 from probelab.layout import CohortLayout
+from probelab.masking import negatives as negative_labels
+from probelab.masking import observed
+from probelab.masking import positives as positive_labels
 from probelab.report.aggregate import Run, RunFolderError
 from probelab.report.bootstrap import (
     BOOTSTRAP_METRICS,
@@ -131,7 +137,7 @@ class RunTestSet:
 
     run: Run
     image_ids: tuple[str, ...]
-    truth: np.ndarray  # (N, P) bool, rows in image_ids order
+    truth: np.ndarray  # (N, P) float 0/1, NaN = not observed; rows in image_ids order
     evaluated: list[int] | None  # columns of metrics.json "evaluated_pathologies"; None = old run
     logit_thresholds: dict = field(repr=False, compare=False)  # metrics.json, {} in an old run
 
@@ -152,7 +158,11 @@ def _columns_of(path: Path) -> list[str]:
 
 
 def _read_test_set(
-    run: Run, pathologies: list[str], test_ids: pd.Index, seen: dict[tuple[str, ...], np.ndarray]
+    run: Run,
+    pathologies: list[str],
+    test_ids: pd.Index,
+    seen: dict[tuple[str, ...], np.ndarray],
+    within: set[str] | None = None,
 ) -> RunTestSet:
     """A run's test images and labels (`seen`: the labels of image sets read before, shared
     between runs so that memory does not grow with the number of runs)."""
@@ -174,9 +184,11 @@ def _read_test_set(
         )
     order = np.argsort(ids.to_numpy(), kind="stable")
     image_ids = tuple(ids.to_numpy()[order])
-    truth = frame.drop(columns="image_id").to_numpy()[order].astype(bool)
+    truth = frame.drop(columns="image_id").to_numpy(dtype=np.float64, na_value=np.nan)[order]
     if image_ids in seen:
-        differs = np.flatnonzero((seen[image_ids] != truth).any(axis=1))
+        other = seen[image_ids]
+        same = (other == truth) | (~observed(other) & ~observed(truth))  # NaN == NaN here
+        differs = np.flatnonzero(~same.all(axis=1))
         if differs.size:
             raise RunFolderError(
                 f"{path} disagrees with another run's test predictions on the labels of test "
@@ -194,9 +206,14 @@ def _read_test_set(
                 f"{run.folder}/metrics.json evaluates {strange[0]!r}, which is not a configured "
                 "pathology."
             )
-        evaluated = sorted(columns_of[p] for p in evaluated)
+        evaluated = sorted(columns_of[p] for p in evaluated if within is None or p in within)
     logit_thresholds = document.get("logit_thresholds") or {}
     return RunTestSet(run, image_ids, truth, evaluated, logit_thresholds)
+
+
+def _both_classes(truth: np.ndarray) -> np.ndarray:
+    """Per column, whether the observed labels hold a positive and a negative."""
+    return positive_labels(truth).any(axis=0) & negative_labels(truth).any(axis=0)
 
 
 @dataclass
@@ -227,7 +244,7 @@ def _read_scores(test_set: RunTestSet, pathologies: list[str]) -> RunScores:
     if test_set.evaluated is None:
         # a run written before "evaluated_pathologies": the macro AUROC / AP of its metrics.json
         # average the pathologies with both classes in the test split, the others all of them
-        defined = truth.any(axis=0) & ~truth.all(axis=0)
+        defined = _both_classes(truth)
         ranking_columns = [int(k) for k in np.flatnonzero(defined)]
         decision_columns = list(range(len(pathologies)))
     else:
@@ -345,7 +362,7 @@ def _image_sets(
                 for k in (
                     m.evaluated
                     if m.evaluated is not None
-                    else np.flatnonzero(m.truth.any(axis=0) & ~m.truth.all(axis=0))
+                    else np.flatnonzero(_both_classes(m.truth))
                 )
             }
         )
@@ -422,14 +439,23 @@ def _seed_replicates(per_seed: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_tables(
-    runs: list[Run], split_path: Path, pathologies: list[str], settings: BootstrapSettings
+    runs: list[Run],
+    split_path: Path,
+    pathologies: list[str],
+    settings: BootstrapSettings,
+    within: dict[tuple[str, str, str, int], set[str]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(CI table per setting, paired comparison table)."""
+    """(CI table per setting, paired comparison table). `within` (run key -> pathologies)
+    narrows each run's macro metrics to those of its evaluated pathologies it lists (the
+    transfer table compares internal and external tests on the same pathologies)."""
     test = test_patients(split_path)
     test_ids = pd.Index(test["image_id"])
     metrics = tuple(m for m in BOOTSTRAP_METRICS if m in settings.metrics)
     seen: dict[tuple[str, ...], np.ndarray] = {}
-    test_sets = [_read_test_set(run, pathologies, test_ids, seen) for run in runs]
+    test_sets = [
+        _read_test_set(run, pathologies, test_ids, seen, within.get(run.key) if within else None)
+        for run in runs
+    ]
     image_sets = _image_sets(test_sets, test, settings)
 
     by_setting: dict[tuple[str, str, str], list[Evaluation]] = defaultdict(list)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from probelab.layout import FIGURES, SENTIMENT_FIGURE
+from probelab.layout import FIGURES, SENTIMENT_FIGURE, TRANSFER_FIGURE
 
 
 def figure_settings(report: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +25,9 @@ def summary_config(config: dict[str, Any]) -> dict[str, Any]:
 def figure_names(config: dict[str, Any]) -> list[str]:
     """The figures of this config: the CXR figures, plus the sentiment comparison when that
     track is enabled."""
-    names = [name for name in FIGURES if name != SENTIMENT_FIGURE]
+    names = [name for name in FIGURES if name not in (SENTIMENT_FIGURE, TRANSFER_FIGURE)]
+    if config.get("external"):
+        names.append(TRANSFER_FIGURE)
     if (config.get("sentiment") or {}).get("enabled"):
         names.append(SENTIMENT_FIGURE)
     return names

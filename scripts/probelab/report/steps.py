@@ -24,6 +24,12 @@ from probelab.report.aggregate import (
     summarise_by_setting,
     write_table,
 )
+from probelab.report.transfer import (
+    TRANSFER_METRICS,
+    shared_pathologies,
+    transfer_figure,
+    transfer_table,
+)
 
 log = logging.getLogger("probelab.report")
 
@@ -71,18 +77,9 @@ def bootstrap(
     """Bootstrap every run's test predictions over test patients: bootstrap_ci.csv (an interval
     per setting) and comparisons.csv (paired differences between models on the same images).
     resampling = config report.bootstrap, comparisons = config report.comparisons."""
-    from probelab.report.intervals import BootstrapSettings, bootstrap_tables
+    from probelab.report.intervals import bootstrap_tables
 
-    settings = BootstrapSettings(
-        resamples=resampling["resamples"],
-        seed=resampling["seed"],
-        confidence=resampling["confidence"],
-        metrics=tuple(resampling["metrics"]),
-        reference=comparisons["reference"],
-        compared=tuple(comparisons["models"]),
-        interval=resampling.get("interval", "logit"),
-        pairs=tuple(tuple(pair) for pair in comparisons.get("pairs", [])),
-    )
+    settings = bootstrap_settings(resampling, comparisons)
     ci, paired = bootstrap_tables(read_runs(run_dirs), split_path, pathologies, settings)
     write_table(ci_out, ci)
     write_table(comparisons_out, paired)
@@ -93,6 +90,55 @@ def bootstrap(
         settings.resamples,
     )
     return ci, paired
+
+
+def bootstrap_settings(resampling: dict[str, Any], comparisons: dict[str, Any]):
+    """config report.bootstrap and report.comparisons as BootstrapSettings."""
+    from probelab.report.intervals import BootstrapSettings
+
+    return BootstrapSettings(
+        resamples=resampling["resamples"],
+        seed=resampling["seed"],
+        confidence=resampling["confidence"],
+        metrics=tuple(resampling["metrics"]),
+        reference=comparisons["reference"],
+        compared=tuple(comparisons["models"]),
+        interval=resampling.get("interval", "logit"),
+        pairs=tuple(tuple(pair) for pair in comparisons.get("pairs", [])),
+    )
+
+
+def transfer(
+    run_dirs: list[Path],
+    split_path: Path,
+    external: dict[str, tuple[list[Path], Path]],
+    pathologies: list[str],
+    resampling: dict[str, Any],
+    out: Path,
+) -> pd.DataFrame:
+    """transfer.csv: every setting's macro metrics on the internal test split and on each
+    external cohort (name -> (its evaluated run folders, its split)), with the same patient
+    bootstrap, both over the pathologies the run evaluates on both sides."""
+    from dataclasses import replace
+
+    from probelab.report.intervals import bootstrap_tables
+
+    settings = replace(
+        bootstrap_settings(resampling, {"reference": "", "models": []}),
+        metrics=tuple(m for m in resampling["metrics"] if m in TRANSFER_METRICS),
+    )
+    internal = read_runs(run_dirs)
+    tables = []
+    for name, (folders, external_split) in external.items():
+        outside = read_runs(folders)
+        common = shared_pathologies(internal, outside)
+        inside_ci, _ = bootstrap_tables(internal, split_path, pathologies, settings, common)
+        outside_ci, _ = bootstrap_tables(outside, external_split, pathologies, settings, common)
+        tables.append(transfer_table(name, inside_ci, outside_ci, common, outside))
+    table = pd.concat(tables, ignore_index=True)
+    write_table(out, table)
+    log.info("%d transfer rows for %d external cohort(s)", len(table), len(external))
+    return table
 
 
 def aggregate_sentiment(metrics_files: list[Path], out: Path) -> pd.DataFrame:
@@ -127,6 +173,8 @@ def draw_figure(
         figures.precision_recall(data["by_setting"], data["ci"], outputs, settings, policy)
     elif name == "training_curves":
         figures.training_curves(data["history"], outputs, settings)
+    elif name == "transfer":
+        transfer_figure(data["transfer"], outputs, settings)
     else:
         figures.sentiment_comparison(data["sentiment"], outputs, settings)
     log.info("wrote %s", ", ".join(map(str, outputs)))
@@ -153,6 +201,7 @@ def write_summary(
 
     sentiment = read_table(tables["sentiment"]) if tables.get("sentiment") else None
     scope = read_table(tables["pathologies"]) if tables.get("pathologies") else None
+    transfer = read_table(tables["transfer"]) if tables.get("transfer") else None
     text = write_summary_text(
         config=config,
         by_setting=read_table(tables["by_setting"]),
@@ -165,6 +214,7 @@ def write_summary(
         sentiment=sentiment,
         caches=caches,
         scope=scope,
+        transfer=transfer,
     )
     write_text(out, text)
     log.info("wrote %s (%d lines)", out, text.count("\n"))

@@ -303,6 +303,52 @@ def pairs_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> str:
     )
 
 
+def transfer_section(transfer: pd.DataFrame) -> str:
+    """'External test sets': macro AUROC on the internal test split and on each external cohort
+    at each setting's largest training-set size, and what the comparison can show."""
+    from probelab.report.transfer import headline_rows
+
+    rows = headline_rows(transfer)
+    lines = ["## External test sets", ""]
+    for name, table in rows.groupby("external", sort=False):
+        first = table.iloc[0]
+        missing = str(first["missing"] or "").replace("|", ", ")
+        lines += [
+            f"**{name}**: {int(first['n_external_images'])} images of "
+            f"{int(first['n_external_patients'])} patients, scored by every frozen run "
+            "(its model and validation-tuned thresholds unchanged). "
+            + (f"Not labelled there, so left out of both columns: {missing}. " if missing else "")
+            + "Macro AUROC at each setting's largest training-set size, mean of the seeds "
+            f"with {float(first['confidence']):.0%} patient-bootstrap intervals, both columns "
+            "over the pathologies the run evaluates on both sides (`transfer.csv` has every "
+            "size, AP and tuned-threshold F1):",
+            "",
+            _table(
+                ["encoder", "model", "n", "internal test", f"{name}", "external − internal"],
+                [
+                    [
+                        row["encoder"],
+                        row["model"],
+                        _size_text(str(row["n"]), int(row["n_train"])),
+                        _with_ci(row["internal"], row["internal_low"], row["internal_high"]),
+                        _with_ci(row["external_value"], row["external_low"], row["external_high"]),
+                        f"{row['difference']:+.3f}",
+                    ]
+                    for _, row in table.iterrows()
+                ],
+            ),
+            "",
+        ]
+    lines.append(
+        "The internal and external intervals come from different patients, so they are not a "
+        "paired test: a difference far outside both intervals is a shift; overlap is not "
+        "evidence of no shift. A shift mixes image domain, label definition (an external "
+        "labeller, uncertain labels by the config's policy) and case mix; this table cannot "
+        "tell them apart."
+    )
+    return "\n".join(lines)
+
+
 def figures_section(figures: list[str]) -> str:
     """Links to the figures, by file name: they are written next to summary.md."""
     lines = ["## Figures", ""]
@@ -342,7 +388,10 @@ def data_section(
     ]
     positives = [
         [p, counts.get("positives", {}).get(p, "—")]
-        + [_flag(int(merged.loc[merged["split"] == s, p].sum()), min_positives) for s in order]
+        + [
+            _flag(int((merged.loc[merged["split"] == s, p] == 1).sum()), min_positives)
+            for s in order
+        ]
         for p in pathologies
     ]
     header = ["pathology", "present"] + [f"{s} split" for s in order]
@@ -365,19 +414,25 @@ def data_section(
             )
         header += [f"n = {_size_text(n, int(n_train[n]))}: fewest" for n in sizes]
         header.append("runs evaluating it")
-    listed = [
-        ["listed in the label table", counts.get("listed", "—")],
+    listed = [["listed in the label table", counts.get("listed", "—")]]
+    listed += [
+        [f"rows removed by `data.{rule.split()[0]}_rows` on column `{rule.split(' ', 1)[1]}`", n]
+        for rule, n in counts.get("dropped_by_filter", {}).items()
+    ]
+    listed += [
         ["present on disk (indexed)", counts.get("present", "—")],
         ["listed but missing on disk", counts.get("missing", "—")],
         ["on disk but not listed", counts.get("unlisted_files", "—")],
         ["no finding (present)", counts.get("no_finding", "—")],
     ]
+    listed += _other_findings_rows(counts)
     return "\n".join(
         [
             "## Data",
             "",
             _table(["images", "count"], listed),
             "",
+            *_label_rules_lines(counts, pathologies),
             _table(["split", "images", "patients"], per_split),
             "",
             "Positive images per pathology: present in the index, per split, and for each "
@@ -388,6 +443,58 @@ def data_section(
             _table(header, positives),
         ]
     )
+
+
+def _other_findings_rows(counts: dict[str, Any]) -> list[list[Any]]:
+    """Images whose only findings are not configured, and no-finding images with a finding."""
+    other = counts.get("other_findings") or {}
+    rows = []
+    if other:
+        what = {
+            "negative": "kept as negatives, never drawn as no-finding images",
+            "exclude": "left out of the cohort",
+        }[other["policy"]]
+        rows.append([f"only findings outside `pathologies` ({what})", other["images"]])
+    if counts.get("no_finding_with_findings"):
+        rows.append(
+            [
+                "labelled no-finding but positive for a pathology (not counted as no-finding)",
+                counts["no_finding_with_findings"],
+            ]
+        )
+    return rows
+
+
+def _label_rules_lines(counts: dict[str, Any], pathologies: list[str]) -> list[str]:
+    """What the label map and the uncertain / blank policies changed (data.label_map,
+    data.uncertain, data.blank), when they changed anything."""
+    lines = []
+    mapped = counts.get("label_map") or {}
+    if mapped:
+        renamed = ", ".join(f"{label} ({n} rows)" for label, n in mapped.items())
+        lines += [f"Labels renamed by `data.label_map`: {renamed}.", ""]
+    policies = counts.get("label_policies") or {}
+    changed = {
+        kind: policy
+        for kind, policy in policies.items()
+        if policy.get("policy") and any(policy["labels"].values())
+    }
+    if changed:
+        meaning = {"positive": "positive", "negative": "negative", "ignore": "ignored (masked)"}
+        header = ["pathology"] + [
+            f"{kind} labels → {meaning[policy['policy']]}" for kind, policy in changed.items()
+        ]
+        rows = [
+            [p] + [policy["labels"].get(p, 0) for policy in changed.values()] for p in pathologies
+        ]
+        lines += [
+            "Labels each policy changed, on the indexed images (`data.uncertain`, `data.blank`; "
+            "an ignored label is masked out of every loss and metric):",
+            "",
+            _table(header, rows),
+            "",
+        ]
+    return lines
 
 
 def _flag(count: Any, min_positives: int) -> str:
@@ -665,6 +772,7 @@ def write_summary_text(
     sentiment: pd.DataFrame | None = None,
     caches: dict[str, Path] | None = None,
     scope: pd.DataFrame | None = None,
+    transfer: pd.DataFrame | None = None,
 ) -> str:
     """summary.md's text. scope: pathologies.csv (per run and pathology: positives, evaluated,
     reason), or None for runs that predate it."""
@@ -689,6 +797,7 @@ def write_summary_text(
         sizes_section(ci, order),
         comparisons_section(comparisons, report),
         pairs_section(comparisons, report),
+        transfer_section(transfer) if transfer is not None else "",
         figures_section(figures),
         sentiment_section(sentiment) if sentiment is not None else "",
         data_section(
