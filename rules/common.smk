@@ -318,9 +318,7 @@ def external_index_inputs(wildcards) -> dict[str, str]:
 def external_cache(name: str, encoder: str) -> str:
     """An encoder's image cache of an external cohort (same fingerprint as the training
     cohort's: the same settings decide the features)."""
-    return external_layout(name).image_cache(
-        encoder, Path(image_cache(encoder)).stem
-    )
+    return external_layout(name).image_cache(encoder, Path(image_cache(encoder)).stem)
 
 
 def external_run_files(name: str, file: str, encoder: str | None = None) -> list[str]:
