@@ -22,6 +22,7 @@ def _config(tmp_path: Path, **overrides) -> dict:
     config.update(
         cohort="tiny",
         pathologies=PATHOLOGIES,
+        external={},  # the demo's external cohort labels pathologies these tests leave out
         data={"format": "nih", "root": str(tmp_path / "data")},
         demo={"enabled": False},
         split={"method": "official", "val_fraction": 0.2, "seed": 1},

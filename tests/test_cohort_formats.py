@@ -359,3 +359,31 @@ def test_external_label_policies_are_checked_like_the_cohorts(tmp_path):
     config = _with_external(tmp_path, data={"root": str(tmp_path), "uncertain": "ignore"})
     with pytest.raises(ConfigError, match=r"'external.other.data.uncertain' applies to label"):
         validate_config(config)
+
+
+def _organisms(root: Path) -> None:
+    rows = []
+    for i, labels in enumerate(["E.Coli", "Klebsiella|Effusion", "No Finding", "Effusion", ""]):
+        _image(root / "img" / f"x{i}.png")
+        rows.append({"path": f"img/x{i}.png", "patient_id": f"p{i}", "labels": labels})
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+
+
+def test_organisms_map_to_one_pathology_or_are_configured_by_name(tmp_path):
+    """A hospital export names organisms: map several to Pneumonia, or predict E.Coli itself."""
+    _organisms(tmp_path)
+    settings = {"fmt": "csv", "label_table": "labels.csv"}
+    index, counts = build_index(
+        tmp_path,
+        ["Pneumonia", "Effusion"],
+        label_rules={"label_map": {"E.Coli": "Pneumonia", "Klebsiella": "Pneumonia"}},
+        **settings,
+    )
+    assert index["Pneumonia"].tolist() == [1, 1, 0, 0, 0]
+    assert counts.label_map == {"E.Coli": 1, "Klebsiella": 1}
+    assert index["no_finding"].tolist() == [0, 0, 1, 0, 1]  # an empty cell names no finding
+    config = {"cohort": "x", "pathologies": ["E.Coli"], "data": {"root": str(tmp_path)}}
+    assert validate_config(config)["pathologies"] == ["E.Coli"]
+    index, counts = build_index(tmp_path, ["E.Coli"], **settings)
+    assert index["E.Coli"].tolist() == [1, 0, 0, 0, 0]
+    assert counts.other_findings == {"policy": "negative", "images": 2}

@@ -19,6 +19,7 @@ def cohort_config(tmp_path: Path, **overrides) -> Path:
     config.update(
         cohort="tiny",
         pathologies=PATHOLOGIES,
+        external={},  # the demo's external cohort labels pathologies these tests leave out
         data={"format": "nih", "root": str(root)},
         demo={"enabled": False},
         split={"method": "official", "val_fraction": 0.2, "seed": 1},

@@ -50,7 +50,12 @@ TEST_OVERRIDES = {
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+)")
 # The test cluster has no GPUs and the demo embeds on CPU: drop the profile's `gpu: 1`, the way
 # docs/cluster.md tells users with a CPU config to (this replaces the profile's set-resources).
-CPU_ONLY = ("--set-resources", "embed_images:gpu=0", "sentiment_finetune:gpu=0")
+CPU_ONLY = (
+    "--set-resources",
+    "embed_images:gpu=0",
+    "embed_external:gpu=0",
+    "sentiment_finetune:gpu=0",
+)
 # Output fields that measure time, not results: left out when two runs are compared.
 TIMING = re.compile(r"seconds|elapsed|duration|timestamp", re.IGNORECASE)
 
@@ -145,7 +150,7 @@ def test_slurm_profile_names_real_options_and_rules():
     assert {entry.split("=")[0] for entry in profile["group-components"]} == group_names
     # Site settings stay commented out: a placeholder partition or account would break sbatch.
     assert not {"slurm_partition", "slurm_account"} & set(profile["default-resources"])
-    for rule in ("embed_images", "sentiment_finetune"):
+    for rule in ("embed_images", "embed_external", "sentiment_finetune"):
         assert profile["set-resources"][rule]["gpu"] == 1
 
 
@@ -171,6 +176,7 @@ def cohort_config(path: Path, data_root: Path) -> Path:
     config.update(
         cohort="tiny",
         pathologies=PATHOLOGIES,
+        external={},  # the demo's external cohort labels pathologies these tests leave out
         data={"format": "nih", "root": str(data_root)},
         demo={"enabled": False},
         split={"method": "official", "val_fraction": 0.2, "seed": 1},

@@ -165,15 +165,17 @@ def _check_pretrain(config: dict[str, Any]) -> None:
 
 def check_paths(config: dict[str, Any]) -> None:
     """The checks that look at the file system, before any job runs: a real cohort's data
-    folder exists (a demo cohort's is written by the workflow)."""
-    if config.get("demo", {}).get("enabled"):
-        return
-    root = Path(config["data"]["root"])
-    if not root.is_dir():
-        raise ConfigError(
-            f"config key 'data.root' is {str(root)!r}, which is not a folder (relative paths are "
-            f"read from the working directory {Path.cwd()}); point it at the data set."
-        )
+    folder exists, and a real external cohort's (a demo cohort's is written by the workflow)."""
+    roots = {} if config.get("demo", {}).get("enabled") else {"data.root": config["data"]["root"]}
+    for name, external in (config.get("external") or {}).items():
+        if not external["demo"]["enabled"]:
+            roots[f"external.{name}.data.root"] = external["data"]["root"]
+    for key, root in roots.items():
+        if not Path(root).is_dir():
+            raise ConfigError(
+                f"config key {key!r} is {str(root)!r}, which is not a folder (relative paths are "
+                f"read from the working directory {Path.cwd()}); point it at the data set."
+            )
 
 
 def enabled_models(config: dict[str, Any]) -> list[str]:

@@ -2,7 +2,8 @@
 
 The images and findings come from the NIH-layout demo generator (probelab.demo.cohort) with
 another seed; the table is then written as CheXpert's train.csv is: a Path column
-("CheXpert-v1.0-small/valid/patient00042/study1/view1_frontal.jpg", JPEG files), Sex, Age,
+("CheXpert-v1.0-small/train/patient00042/study1/view1_frontal.jpg", JPEG files; the table is
+CheXpert-v1.0-small/train.csv), Sex, Age,
 Frontal/Lateral, AP/PA, and one column per CheXpert label holding 1.0, 0.0, -1.0 (uncertain) or
 blank (not mentioned). Like CheXpert, it names some findings differently (Pleural Effusion), lumps
 others (Lung Lesion = Mass or Nodule, Lung Opacity = Infiltration) and lacks the rest (Emphysema,
@@ -40,7 +41,9 @@ CHEXPERT_SOURCES = {
     "Support Devices": (),
 }
 CHEXPERT_LABELS = ("No Finding", *CHEXPERT_SOURCES)
-PREFIX = "CheXpert-v1.0-small/valid"
+# as in the download: the table inside the dataset folder, paths relative to its parent
+PREFIX = "CheXpert-v1.0-small/train"
+TABLE = "CheXpert-v1.0-small/train.csv"
 
 
 def write_chexpert_style_cohort(
@@ -54,7 +57,8 @@ def write_chexpert_style_cohort(
     blank_fraction: float = 0.6,
     lateral_fraction: float = 0.1,
 ) -> dict[str, int]:
-    """Write the cohort into `root` (train.csv and the JPEG files its Path column names)."""
+    """Write the cohort into `root` (CheXpert-v1.0-small/train.csv and the JPEG files its Path
+    column names, relative to `root`)."""
     root = Path(root)
     rng = np.random.default_rng([seed, 1])
     with tempfile.TemporaryDirectory() as scratch:
@@ -103,7 +107,7 @@ def write_chexpert_style_cohort(
         frame = pd.DataFrame(
             rows, columns=["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_LABELS]
         )
-        frame.to_csv(partial / "train.csv", index=False)
+        frame.to_csv(partial / TABLE, index=False)
         if root.exists():
             shutil.rmtree(root)
         partial.rename(root)
