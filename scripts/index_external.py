@@ -5,7 +5,7 @@ index_images does for the training cohort, and write its split: every image a te
 from pathlib import Path
 
 from probelab.cli import command_line, snakemake_job
-from probelab.external import index_external
+from probelab.cohort import index_external
 
 
 def main(argv: list[str] | None = None) -> None:

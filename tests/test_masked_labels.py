@@ -69,10 +69,10 @@ def test_masked_bce_is_torchs_bce_bit_for_bit_on_fully_observed_labels(pos_weigh
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(40, 3, generator=generator)
     targets = (torch.rand(40, 3, generator=generator) < 0.3).float()
-    filled, mask = masking.split_mask(targets)
+    filled, mask = training.split_mask(targets)
     assert mask is None and filled is targets
     expected = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)(logits, targets)
-    assert torch.equal(masking.masked_bce(logits, filled, mask, pos_weight), expected)
+    assert torch.equal(training.masked_bce(logits, filled, mask, pos_weight), expected)
 
 
 def test_masked_bce_is_the_mean_over_observed_entries_and_ignores_masked_values() -> None:
@@ -88,7 +88,7 @@ def test_masked_bce_is_the_mean_over_observed_entries_and_ignores_masked_values(
     losses, grads = [], []
     for value in (0.0, 1.0):  # what a masked entry holds must not matter
         flipped = torch.where(mask, targets, torch.full_like(targets, value))
-        loss = masking.masked_bce(logits, flipped, mask, weight)
+        loss = training.masked_bce(logits, flipped, mask, weight)
         (grad,) = torch.autograd.grad(loss, logits)
         losses.append(loss)
         grads.append(grad)
@@ -96,13 +96,13 @@ def test_masked_bce_is_the_mean_over_observed_entries_and_ignores_masked_values(
     assert torch.equal(losses[0], losses[1]) and torch.equal(grads[0], grads[1])
     assert (grads[0][~mask] == 0).all()
     # no observed entry: no loss and no gradient, not 0 / 0
-    nothing = masking.masked_bce(logits, targets, torch.zeros_like(mask))
+    nothing = training.masked_bce(logits, targets, torch.zeros_like(mask))
     assert nothing.item() == 0.0
 
 
 def test_positive_weights_count_observed_labels_only() -> None:
     labels = torch.tensor([[1, 0], [1, 0], [0, 1], [float("nan"), 0], [float("nan"), float("nan")]])
-    filled, mask = masking.split_mask(labels)
+    filled, mask = training.split_mask(labels)
     # column 0: 2 positives, 1 observed negative; column 1: 1 positive, 3 observed negatives
     torch.testing.assert_close(positive_weights(filled, mask), torch.tensor([0.5, 3.0]))
     full = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])

@@ -532,6 +532,22 @@ def index_images(
     return counts
 
 
+def index_external(
+    data: dict[str, Any],
+    pathologies: list[str],
+    no_finding: str,
+    out_index: Path,
+    out_counts: Path,
+    out_split: Path,
+) -> None:
+    """Index an external test cohort (config key external.{name}) like the training cohort and
+    write its split: every image a test image, with its patient (the bootstrap's patient table;
+    probelab.external scores it)."""
+    index_images(data, pathologies, no_finding, out_index, out_counts)
+    table = pd.read_parquet(out_index, columns=["image_id", "patient_id"])
+    write_parquet(out_split, table.assign(split="test"))
+
+
 def index_hash(index: pd.DataFrame) -> str:
     """Identity of the images an index holds: sha256 of its sorted (image_id, path) pairs."""
     pairs = sorted(zip(index["image_id"].astype(str), index["path"].astype(str), strict=True))

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from probelab.cohort import index_images
 from probelab.io import write_json, write_parquet
 from probelab.linear import LinearMap
 from probelab.masking import negatives, positives
@@ -192,18 +191,3 @@ def _logit_thresholds(internal: dict[str, Any], pathologies: Sequence[str]) -> n
     """The run's validation-tuned logit thresholds (NaN for an untrained pathology)."""
     values = internal["logit_thresholds"]
     return np.array([np.nan if values.get(p) is None else float(values[p]) for p in pathologies])
-
-
-def index_external(
-    data: dict[str, Any],
-    pathologies: list[str],
-    no_finding: str,
-    out_index: Path,
-    out_counts: Path,
-    out_split: Path,
-) -> None:
-    """Index an external cohort (probelab.cohort.index_images) and write its split: every image
-    a test image, with its patient (the bootstrap's patient table)."""
-    index_images(data, pathologies, no_finding, out_index, out_counts)
-    table = pd.read_parquet(out_index, columns=["image_id", "patient_id"])
-    write_parquet(out_split, table.assign(split="test"))

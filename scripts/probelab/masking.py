@@ -14,19 +14,15 @@ Consumers get two things from a label array:
   placeholder away with the mask. Nothing may depend on its value: the tests set it to 1 and
   check that every model, prediction and metric stays the same.
 
-`masked_bce` is the masked binary cross-entropy of the neural heads; `check_labels` refuses
+The neural heads' masked loss (`masked_bce`, `split_mask`) lives in probelab.training, with torch;
+this module stays free of it, for the report and cohort steps. `check_labels` refuses
 anything but 0, 1 and NaN; `refuse_masked` is for code that has no way to mask (the demo
 pretraining writes captions from the labels).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:  # torch is imported only by the code paths that train a neural head
-    import torch
 
 # The value a masked entry holds in `fill_masked`'s output. Any finite value must give the same
 # results (the tests flip it to 1.0); 0 reads least surprisingly in a debugger.
@@ -85,40 +81,3 @@ def refuse_masked(labels: np.ndarray, what: str) -> None:
             f"{what} needs every label observed, but {int((~observed(labels)).sum())} label(s) "
             "are not (NaN in the cohort index); use a cohort whose labels are all 0 or 1."
         )
-
-
-def masked_bce(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    pos_weight: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Binary cross-entropy with logits, averaged over the observed entries.
-
-    `targets` must be finite (masked entries filled, `fill_masked`); `mask` (bool, the shape of
-    `targets`) is True where a label is observed, None when every label is. Without a mask this is
-    exactly torch's BCEWithLogitsLoss (reduction "mean"), bit for bit. With one, a masked entry's
-    loss is multiplied by 0 (so neither its value nor its placeholder reaches the loss or the
-    gradients) and the sum is divided by the number of observed entries; a batch without an
-    observed entry gives 0 (no gradient), not 0 / 0.
-    """
-    from torch.nn import functional
-
-    if mask is None:
-        return functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
-    per_entry = functional.binary_cross_entropy_with_logits(
-        logits, targets, pos_weight=pos_weight, reduction="none"
-    )
-    weight = mask.to(per_entry.dtype)
-    return (per_entry * weight).sum() / weight.sum().clamp(min=1.0)
-
-
-def split_mask(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(labels with masked entries set to PLACEHOLDER, observed mask or None when every label is
-    observed), for `masked_bce`. None keeps the unmasked, bit-identical loss path."""
-    import torch
-
-    mask = ~torch.isnan(labels)
-    if bool(mask.all()):
-        return labels, None
-    return torch.where(mask, labels, torch.full_like(labels, PLACEHOLDER)), mask

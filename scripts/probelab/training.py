@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from probelab.heads import build_head
-from probelab.masking import masked_bce, split_mask
+from probelab.masking import PLACEHOLDER
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class TrainResult:
 
 def positive_weights(labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-class negatives / positives of the training labels, for BCEWithLogitsLoss's pos_weight;
-    with `mask` (probelab.masking.split_mask), of the observed labels only.
+    with `mask` (split_mask), of the observed labels only.
 
     A class without positives gets the weight it would have with one positive: its positive term
     is zero anyway, and an infinite weight would turn the loss into NaN.
@@ -275,3 +276,36 @@ def train_head(
     model.load_state_dict(best_state)
     model.cpu().eval()
     return result
+
+
+def masked_bce(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    pos_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Binary cross-entropy with logits, averaged over the observed entries.
+
+    `targets` must be finite (masked entries filled, `fill_masked`); `mask` (bool, the shape of
+    `targets`) is True where a label is observed, None when every label is. Without a mask this is
+    exactly torch's BCEWithLogitsLoss (reduction "mean"), bit for bit. With one, a masked entry's
+    loss is multiplied by 0 (so neither its value nor its placeholder reaches the loss or the
+    gradients) and the sum is divided by the number of observed entries; a batch without an
+    observed entry gives 0 (no gradient), not 0 / 0.
+    """
+    if mask is None:
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
+    per_entry = F.binary_cross_entropy_with_logits(
+        logits, targets, pos_weight=pos_weight, reduction="none"
+    )
+    weight = mask.to(per_entry.dtype)
+    return (per_entry * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def split_mask(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(labels with masked entries set to PLACEHOLDER, observed mask or None when every label is
+    observed), for `masked_bce`. None keeps the unmasked, bit-identical loss path."""
+    mask = ~torch.isnan(labels)
+    if bool(mask.all()):
+        return labels, None
+    return torch.where(mask, labels, torch.full_like(labels, PLACEHOLDER)), mask

@@ -318,17 +318,8 @@ def weighted_metrics(
         known = seen[:, decision_columns]
         if masked and not known.all():
             return out | _masked_decisions(guess, true, known, weights, metrics)
-        tp = weights @ (guess & true).astype(np.float64)
-        fp = weights @ (guess & ~true).astype(np.float64)
-        fn = weights @ (~guess & true).astype(np.float64)
+        out |= _per_class_means(guess, true, None, weights, metrics)
         total = weights.sum(axis=1)
-        per_class = {
-            "precision": _safe_ratio(tp, tp + fp),
-            "recall": _safe_ratio(tp, tp + fn),
-            "f1": _safe_ratio(2 * tp, 2 * tp + fp + fn),
-        }
-        for name in set(metrics) & set(per_class):
-            out[name] = per_class[name].mean(axis=1)
         if "exact_match" in metrics:
             out["exact_match"] = _safe_ratio(
                 weights @ (guess == true).all(axis=1).astype(np.float64), total
@@ -336,6 +327,29 @@ def weighted_metrics(
         if "hamming_loss" in metrics:
             out["hamming_loss"] = _safe_ratio(weights @ (guess != true).mean(axis=1), total)
     return out
+
+
+def _per_class_means(
+    guess: np.ndarray,
+    true: np.ndarray,
+    known: np.ndarray | None,
+    weights: np.ndarray,
+    metrics: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """Macro precision, recall and F1 per resample, counting only the `known` (observed) cells;
+    None: every cell."""
+    hit, miss, missed = guess & true, guess & ~true, ~guess & true
+    if known is not None:
+        hit, miss, missed = hit & known, miss & known, missed & known
+    tp = weights @ hit.astype(np.float64)
+    fp = weights @ miss.astype(np.float64)
+    fn = weights @ missed.astype(np.float64)
+    per_class = {
+        "precision": _safe_ratio(tp, tp + fp),
+        "recall": _safe_ratio(tp, tp + fn),
+        "f1": _safe_ratio(2 * tp, 2 * tp + fp + fn),
+    }
+    return {name: per_class[name].mean(axis=1) for name in set(metrics) & set(per_class)}
 
 
 def _masked_decisions(
@@ -349,17 +363,7 @@ def _masked_decisions(
     a masked cell is no true or false positive or negative; exact match is the weighted share
     of images with an observed label whose observed labels are all right; Hamming loss the
     weighted share of observed cells that are wrong."""
-    out: dict[str, np.ndarray] = {}
-    tp = weights @ (guess & true & known).astype(np.float64)
-    fp = weights @ (guess & ~true & known).astype(np.float64)
-    fn = weights @ (~guess & true & known).astype(np.float64)
-    per_class = {
-        "precision": _safe_ratio(tp, tp + fp),
-        "recall": _safe_ratio(tp, tp + fn),
-        "f1": _safe_ratio(2 * tp, 2 * tp + fp + fn),
-    }
-    for name in set(metrics) & set(per_class):
-        out[name] = per_class[name].mean(axis=1)
+    out = _per_class_means(guess, true, known, weights, metrics)
     wrong = (guess != true) & known
     if "exact_match" in metrics:
         kept = known.any(axis=1)
