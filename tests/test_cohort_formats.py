@@ -207,7 +207,9 @@ def padchest(tmp_path_factory) -> Path:
     ct = table.head(5).assign(
         ImageID=[f"ct_{i}.png" for i in range(5)], Modality_DICOM="CT", Labels="['nodule']"
     )
-    table = pd.concat([table, ct], ignore_index=True)
+    # 103 rows of the real table hold 'nan' instead of a list: one here, dropped by a row filter
+    unread = table.head(1).assign(ImageID="unread.png", Projection="PA", Labels="nan")
+    table = pd.concat([table, ct, unread], ignore_index=True)
     for folder, name in zip(table["ImageDir"], table["ImageID"], strict=True):
         _image(root / "images" / folder / name)
     for i in range(3):
@@ -222,7 +224,9 @@ def _padchest(root: Path, **changes):
         "label_table": "labels.csv",
         "image_dirs": ["images"],
         "csv_columns": PADCHEST_COLUMNS,
-        "rows": RowFilter(keep={"Modality_DICOM": ["CR", "DX"]}, drop={"Projection": ["L"]}),
+        "rows": RowFilter(
+            keep={"Modality_DICOM": ["CR", "DX"]}, drop={"Projection": ["L"], "Labels": ["nan"]}
+        ),
         "label_rules": {"label_map": PADCHEST_MAP},
         **changes,
     }
@@ -233,8 +237,12 @@ def test_padchest_filters_map_and_file_names(padchest):
     table = pd.read_csv(padchest / "labels.csv", dtype=str, keep_default_na=False)
     index, counts = _padchest(padchest)
     lateral = int(((table["Projection"] == "L") & (table["Modality_DICOM"] != "CT")).sum())
-    assert counts.dropped_by_filter == {"keep Modality_DICOM": 5, "drop Projection": lateral}
-    assert counts.listed == 605 and counts.present == 600 - lateral
+    assert counts.dropped_by_filter == {
+        "keep Modality_DICOM": 5,
+        "drop Projection": lateral,
+        "drop Labels": 1,
+    }
+    assert counts.listed == 606 and counts.present == 600 - lateral
     assert not index["image_id"].str.startswith("ct_").any()
     assert counts.unlisted_files == 3
     assert index["path"].map(lambda p: Path(p).parent.parent.name == "images").all()
