@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from probelab.config import load_config
+from probelab.layout import SentimentLayout
 from probelab.sentiment.features import read_text_features
+from probelab.sentiment.matrix import poolings
 from probelab.sentiment.svm import parameter_grid, plain_search, precomputed_search
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +44,7 @@ def main() -> None:
         type=Path,
         default=None,
         help="text features cache "
-        "(default: results/sentiment/<dataset>/features/<first encoder>.h5)",
+        "(default: results/sentiment/<dataset>/features/<first encoder>/<first pooling>.h5)",
     )
     parser.add_argument(
         "--subsample",
@@ -56,14 +58,8 @@ def main() -> None:
 
     sentiment = load_config(args.config)["sentiment"]
     svm = sentiment["svm"]
-    features = (
-        args.features
-        or REPO
-        / "results"
-        / "sentiment"
-        / sentiment["dataset"]
-        / "features"
-        / f"{sentiment['encoders'][0]['name']}.h5"
+    features = args.features or REPO / SentimentLayout.of(sentiment).features(
+        sentiment["encoders"][0]["name"], poolings(sentiment)[0]
     )
     cache = read_text_features(features, {"dataset": sentiment["dataset"]})
     X, y = cache.features["train"], cache.labels["train"]

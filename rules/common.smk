@@ -372,7 +372,7 @@ def figure_size_label(name: str) -> str:
         "auroc_heatmap": str(settings["heatmap_size"]),
         "precision_recall": str(settings["heatmap_size"]),
         "training_curves": str(settings["training_curves"]["size"]),
-        "sentiment_comparison": "whole data set",
+        "sentiment_comparison": "every size",
         "transfer": "largest",
     }[name]
 
@@ -392,19 +392,83 @@ def summary_inputs() -> dict[str, str]:
 
 # --- sentiment ---
 
+from probelab.layout import SENTIMENT_CELL_FILES
+from probelab.sentiment.matrix import (
+    FROZEN_METHODS,
+    POOLINGS,
+    cells as matrix_cells,
+    methods as matrix_methods,
+    poolings as matrix_poolings,
+    reference_setting,
+)
+
+if SENTIMENT["enabled"]:
+    # a reference the config does not run is refused here, before any job starts
+    reference_setting(SENTIMENT)
+
 
 def sentiment_encoder_names() -> list[str]:
     """The sentiment {model} wildcard values: one per configured encoder."""
     return [encoder["name"] for encoder in SENTIMENT["encoders"]]
 
 
-def sentiment_metrics() -> list[str]:
-    """Every method's metrics.json of every sentiment encoder (the report's sentiment table)."""
-    return [
-        SENT.metrics(method, name)
-        for method in ("svm", "finetune")
+def sentiment_poolings() -> list[str]:
+    """The {pooling} wildcard values of the frozen-feature methods (sentiment.features.pooling)."""
+    return matrix_poolings(SENTIMENT)
+
+
+def sentiment_frozen_methods() -> list[str]:
+    return [m for m in matrix_methods(SENTIMENT) if m in FROZEN_METHODS]
+
+
+def sentiment_settings() -> list[tuple[str, str, str | None]]:
+    """Every (method, encoder, pooling) the matrix trains; pooling None for fine-tuning."""
+    settings = [
+        (method, name, pooling)
+        for method in sentiment_frozen_methods()
         for name in sentiment_encoder_names()
+        for pooling in sentiment_poolings()
     ]
+    if "finetune" in matrix_methods(SENTIMENT):
+        settings += [("finetune", name, None) for name in sentiment_encoder_names()]
+    return settings
+
+
+def sentiment_cell_files(name: str) -> list[str]:
+    """One file of every cell (size x seed) of every setting: the report's inputs."""
+    return [
+        SENT.cell_file(method, model, pooling, n, seed, name)
+        for method, model, pooling in sentiment_settings()
+        for n, seed in matrix_cells(SENTIMENT)
+    ]
+
+
+def sentiment_metrics() -> list[str]:
+    return sentiment_cell_files("metrics.json")
+
+
+def sentiment_frozen_outputs(method: str) -> dict[str, list[str]]:
+    """A frozen-feature job's outputs: every cell's files, for one {model} and {pooling}."""
+    return {
+        Path(name).stem: [
+            SENT.cell_file(method, "{model}", "{pooling}", n, seed, name)
+            for n, seed in matrix_cells(SENTIMENT)
+        ]
+        for name in SENTIMENT_CELL_FILES[method]
+    }
+
+
+def sentiment_finetune_outputs() -> dict[str, str]:
+    """A fine-tuning job's outputs (one cell), and its model folder when save_model is on."""
+    outputs = {
+        Path(name).stem: SENT.cell_file("finetune", "{model}", None, "{n}", "{seed}", name)
+        for name in SENTIMENT_CELL_FILES["finetune"]
+    }
+    if SENTIMENT["finetune"]["save_model"]:
+        outputs["model"] = directory(
+            SENT.cell_file("finetune", "{model}", None, "{n}", "{seed}", "model")
+        )
+    return outputs
 
 
 def sentiment_demo_files() -> list[str]:
@@ -423,19 +487,22 @@ def sentiment_targets() -> list[str]:
     if not SENTIMENT["enabled"]:
         return []
     outputs = [SENT.explore_json, SENT.explore_figure]
-    for name in sentiment_encoder_names():
-        outputs.append(SENT.inspect(name))
-        outputs += [SENT.metrics(method, name) for method in ("svm", "finetune")]
-    return outputs
+    outputs += [SENT.inspect(name) for name in sentiment_encoder_names()]
+    return outputs + sentiment_metrics()
 
 
 def sentiment_expected_features(wildcards) -> dict:
-    """The provenance the SVM step requires of the encoder's features cache."""
-    return expected_features(SENTIMENT, wildcards.model)
+    """The provenance the frozen-feature methods require of the features cache."""
+    return expected_features(SENTIMENT, wildcards.model, wildcards.pooling)
 
 
 def sentiment_model(wildcards) -> str:
     return configured_model(SENTIMENT["encoders"], wildcards.model)
+
+
+def sentiment_method_folder(method: str):
+    """A frozen-feature job's folder of cells (params function of {model}, {pooling})."""
+    return lambda wildcards: SENT.method_folder(method, wildcards.model, wildcards.pooling)
 
 
 def sentiment_data_folder(wildcards, input) -> str | None:

@@ -93,13 +93,22 @@ rule bootstrap:
 
 rule aggregate_sentiment:
     input:
-        sentiment_metrics(),
+        metrics=sentiment_metrics(),
+        # each cell's test predictions, for the intervals and paired comparisons
+        predictions=sentiment_cell_files("predictions.csv"),
     output:
-        report(
+        by_setting=report(
             report_table("sentiment"),
             caption="../report/sentiment.rst",
             category="Tables",
-            labels={"table": "sentiment track metrics"},
+            labels={"table": "sentiment learning curves"},
+        ),
+        runs=report_table("sentiment_runs"),
+        comparisons=report(
+            report_table("sentiment_comparisons"),
+            caption="../report/sentiment_comparisons.rst",
+            category="Tables",
+            labels={"table": "sentiment paired comparisons"},
         ),
     log:
         f"{REPORT_LOGS}/aggregate_sentiment.log",
@@ -109,8 +118,11 @@ rule aggregate_sentiment:
         "../envs/report.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=2000,
+        runtime=10,
+    params:
+        resampling=config["report"]["bootstrap"],
+        reference=reference_setting(SENTIMENT) if SENTIMENT["enabled"] else None,
     script:
         "../scripts/aggregate_sentiment.py"
 

@@ -1,5 +1,7 @@
-# Sentiment track: review splits -> explore / inspect -> [CLS] features -> SVM grid search, and
-# Trainer fine-tuning. Outputs under results/sentiment/{dataset}/ (docs/architecture.md).
+# Sentiment track: review splits -> explore / inspect -> frozen features (one cache per encoder and
+# pooling) -> SVM grid search and logistic regression over the matrix (training size x seed), and
+# Trainer fine-tuning per cell with a grid chosen on validation. Outputs under
+# results/sentiment/{dataset}/ (docs/architecture.md).
 SENT_LOGS = SENT.logs
 SENT_BENCHMARKS = SENT.benchmarks
 
@@ -76,11 +78,13 @@ rule sentiment_inspect:
         "../scripts/sentiment_inspect.py"
 
 
+# One job per encoder: one forward pass over every split, pooled every configured way, one cache
+# per pooling (the frozen methods read a cell's rows from it by index).
 rule sentiment_text_features:
     input:
         sentiment_data_inputs(),
     output:
-        SENT.features("{model}"),
+        **{pooling: SENT.features("{model}", pooling) for pooling in sentiment_poolings()},
     log:
         f"{SENT_LOGS}/text_features/{{model}}.log",
     benchmark:
@@ -96,22 +100,25 @@ rule sentiment_text_features:
         demo_folder=sentiment_data_folder,
         dataset=SENTIMENT["dataset"],
         model=sentiment_model,
+        poolings=sentiment_poolings(),
         features=SENTIMENT["features"],
     script:
         "../scripts/sentiment_text_features.py"
 
 
+# One job per encoder and pooling covers every cell (size x seed): the fits are cheap next to a
+# process start, and the cache is read once.
 rule sentiment_svm:
     input:
-        features=rules.sentiment_text_features.output[0],
+        features=SENT.features("{model}", "{pooling}"),
     output:
-        metrics=SENT.metrics("svm", "{model}"),
-        cv_results=SENT.method_file("svm", "{model}", "cv_results.csv"),
-        model=SENT.method_file("svm", "{model}", "model.joblib"),
+        **sentiment_frozen_outputs("svm"),
     log:
-        f"{SENT_LOGS}/svm/{{model}}.log",
+        f"{SENT_LOGS}/svm/{{model}}/{{pooling}}.log",
     benchmark:
-        f"{SENT_BENCHMARKS}/svm/{{model}}.tsv"
+        f"{SENT_BENCHMARKS}/svm/{{model}}/{{pooling}}.tsv"
+    wildcard_constraints:
+        pooling=one_of(POOLINGS),
     conda:
         "../envs/sentiment.yaml"
     threads: SENTIMENT["svm"]["n_jobs"]
@@ -120,23 +127,50 @@ rule sentiment_svm:
         mem_mb=8000,
         runtime=120,
     params:
-        svm=SENTIMENT["svm"],
+        settings=SENTIMENT["svm"],
         expected=sentiment_expected_features,
+        cells=matrix_cells(SENTIMENT),
+        out_folder=sentiment_method_folder("svm"),
     script:
         "../scripts/sentiment_svm.py"
 
 
+rule sentiment_logreg:
+    input:
+        features=SENT.features("{model}", "{pooling}"),
+    output:
+        **sentiment_frozen_outputs("logreg"),
+    log:
+        f"{SENT_LOGS}/logreg/{{model}}/{{pooling}}.log",
+    benchmark:
+        f"{SENT_BENCHMARKS}/logreg/{{model}}/{{pooling}}.tsv"
+    wildcard_constraints:
+        pooling=one_of(POOLINGS),
+    conda:
+        "../envs/sentiment.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        settings=SENTIMENT["logreg"],
+        expected=sentiment_expected_features,
+        cells=matrix_cells(SENTIMENT),
+        out_folder=sentiment_method_folder("logreg"),
+    script:
+        "../scripts/sentiment_logreg.py"
+
+
+# One job per cell (encoder, size, seed): each trains the whole grid and evaluates test once.
 rule sentiment_finetune:
     input:
         sentiment_data_inputs(),
     output:
-        metrics=SENT.metrics("finetune", "{model}"),
-        history=SENT.method_file("finetune", "{model}", "log_history.json"),
-        model=directory(SENT.method_file("finetune", "{model}", "model")),
+        **sentiment_finetune_outputs(),
     log:
-        f"{SENT_LOGS}/finetune/{{model}}.log",
+        f"{SENT_LOGS}/finetune/{{model}}/n{{n}}/seed{{seed}}.log",
     benchmark:
-        f"{SENT_BENCHMARKS}/finetune/{{model}}.tsv"
+        f"{SENT_BENCHMARKS}/finetune/{{model}}/n{{n}}/seed{{seed}}.tsv"
     conda:
         "../envs/sentiment.yaml"
     threads: SENTIMENT["finetune"]["threads"]

@@ -1,5 +1,5 @@
-"""Fine-tune one encoder on the review splits with the Hugging Face Trainer; save the best model,
-the log history and validation / test metrics."""
+"""Fine-tune one encoder on one cell (training size, seed) of the review matrix with the Hugging
+Face Trainer: every grid point, the one chosen on validation evaluated on test once."""
 
 # No `from __future__` import: Snakemake prepends its preamble to step scripts.
 from pathlib import Path
@@ -14,10 +14,17 @@ def main(argv: list[str] | None = None) -> None:
     args, config = command_line(
         __doc__,
         argv,
-        paths={"--out-dir": {"help": "finetune/{model}: metrics.json, log_history.json, model/"}},
+        paths={
+            "--out-folder": {
+                "help": "finetune/{model}/n{n}/seed{seed}: metrics.json, predictions.csv, "
+                "log_history.json, logs/ (and model/ with save_model)"
+            }
+        },
         options={
             **DEMO_FOLDER_OPTION,
             **MODEL_OPTION,
+            "--n": {"default": "all", "help": "training size (an integer or all)"},
+            "--seed": {"type": int, "default": 0, "help": "seed of the subset and the run"},
             "--threads": {"type": int, "default": 1, "help": "torch threads"},
         },
     )
@@ -29,26 +36,26 @@ def main(argv: list[str] | None = None) -> None:
         args.model,
         configured_model(s["encoders"], args.model),
         s["finetune"],
-        args.out_dir / "metrics.json",
-        args.out_dir / "log_history.json",
-        args.out_dir / "model",
+        args.n,
+        args.seed,
+        args.out_folder,
         args.threads,
     )
 
 
 if "snakemake" in globals():
     snakemake_job(snakemake)
-    p, out = snakemake.params, snakemake.output
+    p, w = snakemake.params, snakemake.wildcards
     run_finetune(
         p.data,
         p.demo_folder,
         p.dataset,
-        snakemake.wildcards.model,
+        w.model,
         p.model,
         p.finetune,
-        Path(out.metrics),
-        Path(out.history),
-        Path(out.model),
+        w.n,
+        int(w.seed),
+        Path(snakemake.output.metrics).parent,
         snakemake.threads,
     )
 elif __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""SVM on frozen text features: grid search on train (config's grid and folds), refit, evaluate."""
+"""SVM on frozen text features over the matrix: per cell (size, seed), grid search on the
+training subset by cross-validation, refit, evaluate validation and test."""
 # No `from __future__` import: Snakemake prepends its preamble to step scripts.
 
 from pathlib import Path
@@ -6,7 +7,8 @@ from pathlib import Path
 from probelab.cli import command_line, snakemake_job
 from probelab.sentiment.encoder import MODEL_OPTION
 from probelab.sentiment.features import expected_features
-from probelab.sentiment.svm import run_svm
+from probelab.sentiment.frozen import run_frozen
+from probelab.sentiment.matrix import cells
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -14,36 +16,40 @@ def main(argv: list[str] | None = None) -> None:
         __doc__,
         argv,
         paths={
-            "--features": {"help": "features/{model}.h5 (rule sentiment_text_features)"},
-            "--out-dir": {"help": "svm/{model}: metrics.json, cv_results.csv, model.joblib"},
+            "--features": {"help": "features/{model}/{pooling}.h5 (rule sentiment_text_features)"},
+            "--out-folder": {
+                "help": "svm/{model}/{pooling}: one n{n}/seed{seed}/ folder per cell "
+                "(metrics.json, predictions.csv, cv_results.csv, model.joblib)"
+            },
         },
         options={
             **MODEL_OPTION,
+            "--pooling": {"choices": ["cls", "mean"], "required": True, "help": "pooling"},
             "--threads": {"type": int, "default": 1, "help": "parallel fits"},
         },
     )
     s = config["sentiment"]
-    run_svm(
+    run_frozen(
+        "svm",
         args.features,
-        expected_features(s, args.model),
+        expected_features(s, args.model, args.pooling),
         s["svm"],
-        args.out_dir / "metrics.json",
-        args.out_dir / "cv_results.csv",
-        args.out_dir / "model.joblib",
+        cells(s),
+        args.out_folder,
         args.threads,
     )
 
 
 if "snakemake" in globals():
     snakemake_job(snakemake)
-    out = snakemake.output
-    run_svm(
+    p = snakemake.params
+    run_frozen(
+        "svm",
         Path(snakemake.input.features),
-        snakemake.params.expected,
-        snakemake.params.svm,
-        Path(out.metrics),
-        Path(out.cv_results),
-        Path(out.model),
+        p.expected,
+        p.settings,
+        p.cells,
+        Path(p.out_folder),
         snakemake.threads,
     )
 elif __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""[CLS] (or mean-pooled) features of every review split from one encoder -> HDF5 cache."""
+"""Frozen features of every review split from one encoder, one forward pass pooled every configured
+way ([CLS], mean) -> one HDF5 cache per pooling."""
 # No `from __future__` import: Snakemake prepends its preamble to step scripts.
 
 from pathlib import Path
@@ -7,13 +8,14 @@ from probelab.cli import command_line, snakemake_job
 from probelab.sentiment.data import DEMO_FOLDER_OPTION
 from probelab.sentiment.encoder import MODEL_OPTION, configured_model
 from probelab.sentiment.features import text_features
+from probelab.sentiment.matrix import poolings
 
 
 def main(argv: list[str] | None = None) -> None:
     args, config = command_line(
         __doc__,
         argv,
-        paths={"--out": {"help": "features/{model}.h5"}},
+        paths={"--out-folder": {"help": "features/{model}: one {pooling}.h5 per pooling"}},
         options={
             **DEMO_FOLDER_OPTION,
             **MODEL_OPTION,
@@ -27,8 +29,8 @@ def main(argv: list[str] | None = None) -> None:
         s["dataset"],
         args.model,
         configured_model(s["encoders"], args.model),
+        {pooling: args.out_folder / f"{pooling}.h5" for pooling in poolings(s)},
         s["features"],
-        args.out,
         args.threads,
     )
 
@@ -42,8 +44,8 @@ if "snakemake" in globals():
         p.dataset,
         snakemake.wildcards.model,
         p.model,
+        {pooling: Path(snakemake.output[pooling]) for pooling in p.poolings},
         p.features,
-        Path(snakemake.output[0]),
         snakemake.threads,
     )
 elif __name__ == "__main__":

@@ -329,20 +329,9 @@ def test_one_class_training_split_stops_features_and_finetune_before_any_model(
     data = local_data(tmp_path / "data")
     with pytest.raises(SentimentDataError, match=rf"^the training split, file {path}, has only"):
         if step == "features":
-            text_features(data, None, "d", "m", "no-such-model", {}, tmp_path / "f.h5", 1)
+            text_features(data, None, "d", "m", "no-such-model", {"cls": tmp_path / "f.h5"}, {}, 1)
         else:
-            run_finetune(
-                data,
-                None,
-                "d",
-                "m",
-                "no-such-model",
-                {},
-                tmp_path / "m.json",
-                tmp_path / "h.json",
-                tmp_path / "model",
-                1,
-            )
+            run_finetune(data, None, "d", "m", "no-such-model", {}, "all", 0, tmp_path / "out", 1)
 
 
 def test_one_class_validation_split_loads_with_a_warning(

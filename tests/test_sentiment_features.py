@@ -148,9 +148,9 @@ def test_svm_step_requires_the_provenance_the_config_gives(tmp_path: Path):
     sentiment = {
         "dataset": "d",
         "encoders": [{"name": "minilm", "model": MINILM}],
-        "features": {"pooling": "cls", "max_length": 64},
+        "features": {"pooling": ["cls", "mean"], "max_length": 64},
     }
-    expected = expected_features(sentiment, "minilm")
+    expected = expected_features(sentiment, "minilm", "cls")
     assert expected == {
         "dataset": "d",
         "model": "minilm",
@@ -162,6 +162,5 @@ def test_svm_step_requires_the_provenance_the_config_gives(tmp_path: Path):
     cache = tiny_cache({**expected, "dtype": "float32", "data_hash": "h1", "embedding_dim": 4})
     write_text_features(tmp_path / "f.h5", cache)
     assert read_text_features(tmp_path / "f.h5", expected).attrs["weights"] == expected["weights"]
-    mean_pooled = {**sentiment, "features": {"pooling": "mean", "max_length": 64}}
     with pytest.raises(CacheMismatchError, match="attribute 'pooling' is 'cls', expected 'mean'"):
-        read_text_features(tmp_path / "f.h5", expected_features(mean_pooled, "minilm"))
+        read_text_features(tmp_path / "f.h5", expected_features(sentiment, "minilm", "mean"))

@@ -10,6 +10,7 @@ import pytest
 from probelab.config import ConfigError, load_config
 from probelab.sentiment import SentimentDataError
 from probelab.sentiment.features import TextFeatures, write_text_features
+from probelab.sentiment.frozen import run_frozen
 from probelab.sentiment.svm import (
     check_training_labels,
     grid_search,
@@ -17,7 +18,6 @@ from probelab.sentiment.svm import (
     parameter_grid,
     plain_search,
     precomputed_search,
-    run_svm,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,16 +89,17 @@ def test_svm_step_takes_its_grid_from_the_config(tmp_path: Path):
         attrs=attrs,
     )
     write_text_features(tmp_path / "f.h5", cache)
-    result = run_svm(
+    (result,) = run_frozen(
+        "svm",
         tmp_path / "f.h5",
         {"model": "m", "pooling": "cls"},
         svm,
-        tmp_path / "out/metrics.json",
-        tmp_path / "out/cv_results.csv",
-        tmp_path / "out/model.joblib",
+        [("all", 0)],
+        tmp_path / "out",
         threads=1,
     )
-    cv = pd.read_csv(tmp_path / "out/cv_results.csv")
+    cell = tmp_path / "out/nall/seed0"
+    cv = pd.read_csv(cell / "cv_results.csv")
     assert sorted(json.loads(p)["C"] for p in cv["params"]) == [0.5, 0.5, 2.0, 2.0]
     assert {json.loads(p)["gamma"] for p in cv["params"]} == {0.1, "scale"}
     assert [c for c in cv.columns if c.startswith("split")] == [
@@ -106,7 +107,7 @@ def test_svm_step_takes_its_grid_from_the_config(tmp_path: Path):
         "split1_test_score",
     ]
     assert result["best_params"]["kernel"] == "rbf" and result["folds"] == 2
-    written = json.loads((tmp_path / "out/metrics.json").read_text())
+    written = json.loads((cell / "metrics.json").read_text())
     assert written["method"] == "svm" and written["model"] == "m" and written["dataset"] == "d"
     assert {(row["split"], row["metric"]) for row in written["metrics"]} == {
         (s, m) for s in ("validation", "test") for m in ("accuracy", "precision", "recall", "f1")
@@ -156,7 +157,7 @@ def test_svm_refuses_training_labels_the_folds_cannot_use(
     svm = {"C": [1.0], "kernel": ["linear"], "gamma": ["scale"], "folds": 3}
     svm |= {"search": "precomputed", "scoring": "f1", "max_cache_mb": 256}
     with pytest.raises(SentimentDataError) as caught:
-        run_svm(tmp_path / "f.h5", {}, svm, *(tmp_path / n for n in ("m", "c", "j")), threads=1)
+        run_frozen("svm", tmp_path / "f.h5", {}, svm, [("all", 0)], tmp_path / "out", threads=1)
     assert str(caught.value) == (
         f"the training split in text features cache {tmp_path / 'f.h5'} {message} "
         "(config key sentiment.svm.folds); the SVM needs at least 3 of each label."

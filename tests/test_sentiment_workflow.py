@@ -1,10 +1,13 @@
-"""The sentiment track through real snakemake on a tiny demo config (fine-tuning two steps)."""
+"""The sentiment track through real snakemake on a tiny demo matrix (2 sizes x 2 seeds, both
+poolings, fine-tuning two steps per grid point)."""
 
 import json
 import re
 from pathlib import Path
 
 import h5py
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, run_snakemake
@@ -20,10 +23,13 @@ def tiny_config(tmp_path: Path, **sentiment: object) -> Path:
         "data": {"source": "demo"},
         "demo": {"n_reviews": 60, "seed": 1},
         "encoders": [{"name": "minilm", "model": "bundled:all-minilm-l6-v2"}],
+        "matrix": {"sizes": [16, "all"], "seeds": [0, 1]},
         "inspect": {"n_samples": 2},
-        "features": {"max_length": 32, "batch_size": 16, "threads": 1},
+        "features": {"pooling": ["cls", "mean"], "max_length": 32, "batch_size": 16, "threads": 1},
         "svm": {"C": [1], "kernel": ["linear", "rbf"], "folds": 2, "n_jobs": 1},
+        "logreg": {"C": [0.1, 1]},
         "finetune": {
+            "grid": {"learning_rate": [5e-5, 1e-4], "epochs": [1]},
             "max_steps": 2,
             "batch_size": 8,
             "eval_batch_size": 32,
@@ -38,11 +44,25 @@ def tiny_config(tmp_path: Path, **sentiment: object) -> Path:
     return path
 
 
+CELLS = [(n, seed) for n in ("16", "all") for seed in (0, 1)]
+SPLIT_METRICS = {
+    (s, m) for s in ("validation", "test") for m in ("accuracy", "precision", "recall", "f1")
+}
+
+
 @pytest.mark.workflow
-def test_sentiment_track_runs_end_to_end(tmp_path: Path):
-    result = run_snakemake(tmp_path, "sentiment", configfile=tiny_config(tmp_path))
+def test_sentiment_matrix_runs_end_to_end(tmp_path: Path):
+    """2 sizes x 2 seeds x (SVM and logistic regression on [CLS] and mean features, and
+    fine-tuning with a 2-point grid), then the report's sentiment tables."""
+    # the report's tables (the figure and summary section are drawn from them in
+    # tests/test_sentiment_matrix.py)
+    targets = ("sentiment", "aggregate_sentiment")
+    result = run_snakemake(tmp_path, *targets, configfile=tiny_config(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "results" / "sentiment" / DATASET
+    # features are encoded once per encoder (one pass, pooled both ways), never per cell
+    assert len(re.findall(r"rule sentiment_text_features:", result.stdout + result.stderr)) == 1
+    assert len(re.findall(r"rule sentiment_finetune:", result.stdout + result.stderr)) == 4
 
     explore = json.loads((out / "explore/explore.json").read_text())
     assert explore["splits"]["train"]["n"] == 36 and explore["splits"]["test"]["n"] == 12
@@ -58,39 +78,66 @@ def test_sentiment_track_runs_end_to_end(tmp_path: Path):
     )
     assert inspect["batch"]["hidden_states"] == 7  # embeddings + 6 layers
 
-    with h5py.File(out / "features/minilm.h5") as h5:
-        assert h5["train/features"].shape == (36, 384)
-        assert h5.attrs["pooling"] == "cls" and h5.attrs["max_length"] == 32
+    caches = {}
+    for pooling in ("cls", "mean"):
+        with h5py.File(out / f"features/minilm/{pooling}.h5") as h5:
+            assert h5["train/features"].shape == (36, 384)
+            assert h5.attrs["pooling"] == pooling and h5.attrs["max_length"] == 32
+            caches[pooling] = h5["train/features"][()]
+    assert not np.allclose(caches["cls"], caches["mean"])
 
-    rows = {"svm": None, "finetune": None}
-    for method in rows:
-        metrics = json.loads((out / method / "minilm/metrics.json").read_text())
-        assert (
-            metrics["method"] == method
-            and metrics["model"] == "minilm"
-            and metrics["dataset"] == DATASET
-        )
-        assert {(r["split"], r["metric"]) for r in metrics["metrics"]} == {
-            (s, m)
-            for s in ("validation", "test")
-            for m in ("accuracy", "precision", "recall", "f1")
-        }
-        rows[method] = metrics
-    assert (
-        len((out / "svm/minilm/cv_results.csv").read_text().splitlines()) == 3
-    )  # header + 2 candidates
-    assert (
-        rows["finetune"]["steps_run"] == 2 and rows["finetune"]["best_checkpoint"] == "checkpoint-2"
-    )
-    assert (out / "finetune/minilm/model/config.json").is_file()
-    config = json.loads((out / "finetune/minilm/model/config.json").read_text())
-    assert config["id2label"] == {"0": "negative", "1": "positive"}
-    history = json.loads((out / "finetune/minilm/log_history.json").read_text())
+    subsets = {}
+    for method, pooling in [(m, p) for m in ("svm", "logreg") for p in ("cls", "mean")] + [
+        ("finetune", None)
+    ]:
+        folder = out / method / "minilm" / (pooling or "")
+        for n, seed in CELLS:
+            metrics = json.loads((folder / f"n{n}/seed{seed}/metrics.json").read_text())
+            assert (metrics["method"], metrics["model"], metrics["dataset"]) == (
+                method,
+                "minilm",
+                DATASET,
+            )
+            assert (metrics["n"], metrics["seed"]) == (n, seed)
+            assert metrics["n_train"] == (16 if n == "16" else 36)
+            assert {(r["split"], r["metric"]) for r in metrics["metrics"]} == SPLIT_METRICS
+            subsets.setdefault((n, seed), set()).add(metrics["subset"])
+            if method != "svm":
+                # chosen on validation only: the grid point with the best validation score
+                key = "f1" if method == "finetune" else "accuracy"
+                scores = [point["validation"][key] for point in metrics["grid"]]
+                chosen = metrics["grid"][int(np.argmax(scores))]
+                assert all(metrics["best_params"][k] == chosen[k] for k in metrics["best_params"])
+    # every method and pooling trained on the same rows in a cell; seeds draw other rows
+    assert all(len(ids) == 1 for ids in subsets.values())
+    assert subsets[("16", 0)] != subsets[("16", 1)]
+    assert subsets[("all", 0)] == subsets[("all", 1)]
+
+    cell = out / "finetune/minilm/n16/seed1"
+    finetune = json.loads((cell / "metrics.json").read_text())
+    assert len(finetune["grid"]) == 2 and finetune["steps_run"] == 2
+    assert [p["learning_rate"] for p in finetune["grid"]] == [5e-5, 1e-4]
+    history = json.loads((cell / "log_history.json").read_text())
     assert any("eval_accuracy" in entry for entry in history)
-    assert not list((out / "finetune/minilm").glob(".checkpoints*"))
-    assert "step 2/2" in (out / "logs/finetune/minilm.log").read_text()  # progress reaches the log
+    assert not list(cell.glob(".checkpoints*")) and not (cell / "model").exists()
+    log = (out / "logs/finetune/minilm/n16/seed1.log").read_text()
+    assert "step 2/2" in log and "chosen on validation f1" in log
 
-    again = run_snakemake(tmp_path, "sentiment", "-n", configfile=tiny_config(tmp_path))
+    report = tmp_path / "results" / yaml.safe_load((REPO / "config.yaml").read_text())["cohort"]
+    by_setting = pd.read_csv(report / "report/sentiment.csv", dtype={"n": str})
+    settings = set(zip(by_setting["method"], by_setting["pooling"], strict=True))
+    assert settings == {
+        ("svm", "cls"),
+        ("svm", "mean"),
+        ("logreg", "cls"),
+        ("logreg", "mean"),
+        ("finetune", "head"),
+    }
+    assert set(by_setting["n"]) == {"16", "all"} and (by_setting["n_seeds"] == 2).all()
+    comparisons = pd.read_csv(report / "report/sentiment_comparisons.csv", dtype={"n": str})
+    assert len(comparisons) == 4 * 2 * 2  # 4 settings vs the reference x 2 sizes x 2 metrics
+
+    again = run_snakemake(tmp_path, *targets, "-n", configfile=tiny_config(tmp_path))
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

@@ -8,6 +8,7 @@ default paths, and the tests for the files to look at. A method called with a wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 RESULTS = "results"
@@ -30,6 +31,8 @@ REPORT_TABLES = {
     "ci": "bootstrap_ci.csv",
     "comparisons": "comparisons.csv",
     "sentiment": "sentiment.csv",
+    "sentiment_runs": "sentiment_runs.csv",
+    "sentiment_comparisons": "sentiment_comparisons.csv",
     "transfer": "transfer.csv",
 }
 
@@ -48,7 +51,7 @@ FIGURES = {
     "auroc_heatmap": Figure(("by_setting",), "AUROC heatmap"),
     "precision_recall": Figure(("by_setting", "ci"), "precision vs recall"),
     "training_curves": Figure(("history",), "training curves"),
-    "sentiment_comparison": Figure(("sentiment",), "sentiment: SVM vs fine-tuning"),
+    "sentiment_comparison": Figure(("sentiment",), "sentiment: learning curves by method"),
     "transfer": Figure(("transfer",), "external test sets: internal vs external"),
 }
 SENTIMENT_FIGURE = "sentiment_comparison"
@@ -184,15 +187,39 @@ class SentimentLayout:
     def inspect(self, model: str) -> str:
         return f"{self.root}/inspect/{model}.json"
 
-    def features(self, model: str) -> str:
-        return f"{self.root}/features/{model}.h5"
+    def features(self, model: str, pooling: str) -> str:
+        """The frozen features of every split from one encoder and pooling (encoded once; every
+        cell of the matrix reads its rows by index)."""
+        return f"{self.root}/features/{model}/{pooling}.h5"
 
-    def method_file(self, method: str, model: str, name: str) -> str:
-        """A file of one method ("svm" or "finetune") on one encoder."""
-        return f"{self.root}/{method}/{model}/{name}"
+    def method_folder(self, method: str, model: str, pooling: str | None = None) -> str:
+        """The folder of one method on one encoder: per pooling for the frozen-feature methods
+        ("svm", "logreg"), one for "finetune" (pooling None); its cells are below it."""
+        folder = f"{self.root}/{method}/{model}"
+        return folder if pooling is None else f"{folder}/{pooling}"
 
-    def metrics(self, method: str, model: str) -> str:
-        return self.method_file(method, model, "metrics.json")
+    def cell_file(
+        self, method: str, model: str, pooling: str | None, n: str, seed: str | int, name: str
+    ) -> str:
+        """A file of one cell (training size n, seed) of one method on one encoder."""
+        return cell_path(self.method_folder(method, model, pooling), n, seed, name)
+
+    def metrics(self, method: str, model: str, pooling: str | None, n: str, seed: str | int) -> str:
+        return self.cell_file(method, model, pooling, n, seed, "metrics.json")
+
+
+# What each sentiment method writes into a cell's folder (besides an optional fine-tuned model/).
+SENTIMENT_CELL_FILES = {
+    "svm": ("metrics.json", "predictions.csv", "cv_results.csv", "model.joblib"),
+    "logreg": ("metrics.json", "predictions.csv", "model.joblib"),
+    "finetune": ("metrics.json", "predictions.csv", "log_history.json"),
+}
+
+
+def cell_path(folder: str | Path, n: str | int, seed: str | int, name: str = "") -> str:
+    """A cell's folder (n{n}/seed{seed}) under a sentiment method's folder, or a file in it."""
+    path = f"{folder}/n{n}/seed{seed}"
+    return f"{path}/{name}" if name else path
 
 
 def image_cache_of(config: dict[str, Any], encoder: str) -> str:

@@ -56,7 +56,21 @@ HISTORY_COLUMNS = [
     "val_loss",
     "lr",
 ]
-SENTIMENT_COLUMNS = ["dataset", "method", "model", "split", "metric", "value"]
+# One row per sentiment cell x split x metric. A metrics.json written before the matrix (no n,
+# seed or pooling) reads as the whole training split, seed 0, pooling "cls" (the SVM's default
+# then) or "head" (fine-tuning's own classifier head).
+SENTIMENT_COLUMNS = [
+    "dataset",
+    "method",
+    "model",
+    "pooling",
+    "n",
+    "n_train",
+    "seed",
+    "split",
+    "metric",
+    "value",
+]
 PATHOLOGY_COLUMNS = [
     "cohort",
     "encoder",
@@ -279,13 +293,24 @@ def sentiment_table(files: list[str | Path]) -> pd.DataFrame:
                     "dataset": data["dataset"],
                     "method": data["method"],
                     "model": data["model"],
+                    "pooling": data.get(
+                        "pooling", "head" if data["method"] == "finetune" else "cls"
+                    ),
+                    "n": str(data.get("n", "all")),
+                    "n_train": data.get("n_train"),
+                    "seed": int(data.get("seed", 0)),
                     "split": row["split"],
                     "metric": row["metric"],
                     "value": float("nan") if value is None else float(value),
                 }
             )
     table = pd.DataFrame(rows, columns=SENTIMENT_COLUMNS)
-    return table.sort_values(["dataset", "model", "method", "split", "metric"], ignore_index=True)
+    table["order"] = table["n"].map(lambda n: math.inf if n == "all" else int(n))
+    table = table.sort_values(
+        ["dataset", "model", "method", "pooling", "order", "seed", "split", "metric"],
+        ignore_index=True,
+    )
+    return table.drop(columns="order")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

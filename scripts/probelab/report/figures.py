@@ -8,8 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator
 
-from probelab.report.aggregate import ReportInputError, overall_test_rows, pick_size
+from probelab.report.aggregate import (
+    ReportInputError,
+    overall_test_rows,
+    pick_size,
+    size_order,
+)
 from probelab.report.style import (
     POLICY_LABELS,
     THRESHOLD_FREE,
@@ -27,7 +33,14 @@ from probelab.subsets import mix_kind
 
 BASELINE_POLICIES = ("all_negative", "prevalence")
 MODEL_POLICIES = ("t0.5", "tuned")
-SENTIMENT_METHODS = {"svm": "SVM on frozen features", "finetune": "fine-tuned encoder"}
+SENTIMENT_METHODS = {
+    "svm": "SVM on frozen features",
+    "logreg": "logistic regression on frozen features",
+    "finetune": "fine-tuned encoder",
+}
+SENTIMENT_POOLINGS = {"cls": "[CLS]", "mean": "mean-pooled"}
+# line style per pooling of the frozen-feature methods (fine-tuning pools with its own head)
+SENTIMENT_DASHES = {"cls": "--", "mean": "-", "head": "-"}
 
 
 class FigureInputError(ReportInputError):
@@ -448,72 +461,105 @@ def training_curves(
     return figure
 
 
+def _sentiment_label(method: str, pooling: str, several_poolings: bool) -> str:
+    name = SENTIMENT_METHODS.get(method, method)
+    if several_poolings and pooling in SENTIMENT_POOLINGS:
+        return f"{name}, {SENTIMENT_POOLINGS[pooling]}"
+    return name
+
+
 def sentiment_comparison(
     sentiment: pd.DataFrame, paths: list[Path], settings: dict[str, Any]
 ) -> plt.Figure:
-    """SVM on frozen features vs fine-tuning, per split and metric (sentiment track)."""
+    """Sentiment track: test accuracy and F1 against the training-set size (log axis), one line
+    per method x pooling (mean over seeds), with the band of sentiment.csv's lower / upper
+    (interval over seeds x test-set bootstrap resamples) where the table has it."""
     apply_theme(settings)
     if sentiment.empty:
         raise FigureInputError(
             "sentiment.csv holds no metric; the sentiment track wrote no metrics.json."
         )
-    sentiment = sentiment.assign(
-        method=sentiment["method"].map(lambda m: SENTIMENT_METHODS.get(m, m))
-    )
-    methods = [SENTIMENT_METHODS[m] for m in SENTIMENT_METHODS] + sorted(
-        set(sentiment["method"]) - set(SENTIMENT_METHODS.values())
-    )
-    methods = [m for m in methods if m in set(sentiment["method"])]
-    colours = dict(
-        zip(
-            methods,
-            sns.color_palette(settings["palette"], n_colors=len(methods) + 5)[-len(methods) :],
-            strict=False,
-        )
-    )
-    metrics = [
-        m for m in ("accuracy", "f1", "precision", "recall") if m in set(sentiment["metric"])
-    ]
-    metrics += sorted(set(sentiment["metric"]) - set(metrics))
-    groups = sorted(sentiment.groupby(["dataset", "model"]).groups)
+    table = sentiment.copy()
+    for column, default in (("pooling", "cls"), ("n", "all"), ("n_train", np.nan)):
+        if column not in table.columns:
+            table[column] = default
+    table["n"] = table["n"].astype(str)
+    test = table[(table["split"] == "test") & table["metric"].isin(("accuracy", "f1"))]
+    if test.empty:
+        raise FigureInputError("sentiment.csv holds no test accuracy or F1.")
+    frozen = test[test["method"] != "finetune"]
+    several_poolings = frozen["pooling"].nunique() > 1
+    lines = test.groupby(["method", "pooling"], sort=False).size().index.tolist()
+    order = {m: i for i, m in enumerate(SENTIMENT_METHODS)}
+    lines.sort(key=lambda line: (order.get(line[0], len(order)), line[1]))
+    methods = list(dict.fromkeys(method for method, _ in lines))
+    # one clearly distinct colour per method; the pooling is the line style
+    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    metrics = [m for m in ("accuracy", "f1") if m in set(test["metric"])]
+    groups = sorted(test.groupby(["dataset", "model"]).groups)
     figure, axes = _grid(len(groups), len(metrics), settings, sharey=True)
-    splits = [s for s in ("validation", "test") if s in set(sentiment["split"])]
+    banded = {"lower", "upper"} <= set(test.columns) and test["lower"].notna().any()
+    handles, labels = [], []
     for row, (dataset, model) in enumerate(groups):
         for col, metric in enumerate(metrics):
             ax = axes[row, col]
-            rows = sentiment[
-                (sentiment["dataset"] == dataset)
-                & (sentiment["model"] == model)
-                & (sentiment["metric"] == metric)
-            ]
-            sns.barplot(
-                data=rows,
-                x="split",
-                y="value",
-                hue="method",
-                order=splits,
-                hue_order=methods,
-                palette=colours,
-                ax=ax,
-            )
-            for container in ax.containers:
-                ax.bar_label(container, fmt="%.3f", fontsize="x-small")
-            ax.set_ylim(0, 1.05)
-            ax.set_title(f"{dataset} / {model}: {metric}")
-            ax.set_xlabel("split")
+            ticks: dict[float, str] = {}
+            for method, pooling in lines:
+                rows = test[
+                    (test["dataset"] == dataset)
+                    & (test["model"] == model)
+                    & (test["metric"] == metric)
+                    & (test["method"] == method)
+                    & (test["pooling"] == pooling)
+                ]
+                if rows.empty:
+                    continue
+                curve = rows.groupby("n", sort=False).agg(
+                    value=("value", "mean"),
+                    n_train=("n_train", "max"),
+                    **({"lower": ("lower", "min"), "upper": ("upper", "max")} if banded else {}),
+                )
+                curve = curve.loc[size_order(list(curve.index))]
+                # the whole split's size where a table lacks n_train (a single size): x = 1
+                x = curve["n_train"].fillna(1).to_numpy(float)
+                for n, position in zip(curve.index, x, strict=True):
+                    ticks[position] = size_label(n, int(position)) if n == "all" else n
+                colour = colours[method]
+                (handle,) = ax.plot(
+                    x,
+                    curve["value"].to_numpy(float),
+                    color=colour,
+                    linestyle=SENTIMENT_DASHES.get(pooling, "-"),
+                    marker="o",
+                )
+                if banded and curve["lower"].notna().any():
+                    ax.fill_between(
+                        x,
+                        curve["lower"].to_numpy(float),
+                        curve["upper"].to_numpy(float),
+                        color=colour,
+                        alpha=0.15,
+                        linewidth=0,
+                    )
+                label = _sentiment_label(method, pooling, several_poolings)
+                if label not in labels:
+                    handles.append(handle)
+                    labels.append(label)
+            ax.set_xscale("log")
+            # the configured sizes as ticks ("all" at the whole split's size)
+            ax.set_xticks(sorted(ticks), [ticks[t] for t in sorted(ticks)])
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_title(f"{dataset} / {model}: test {metric}")
+            ax.set_xlabel("training reviews (log scale)")
             ax.set_ylabel("score (fraction)" if col == 0 else "")
-            if ax.get_legend() is not None:
-                ax.get_legend().remove()
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[m]) for m in methods]
     figure.legend(
-        handles,
-        methods,
-        loc="upper left",
-        bbox_to_anchor=(1.0, 0.95),
-        frameon=False,
-        title="method",
+        handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False, title="method"
     )
-    figure.suptitle("Sentiment track: SVM on frozen encoder features vs fine-tuning the encoder")
+    band = "; bands: interval over seeds and test-set bootstrap resamples" if banded else ""
+    figure.suptitle(
+        "Sentiment track: SVM on frozen encoder features vs fine-tuning (and logistic "
+        f"regression)\ntest score vs training-set size; lines: mean over seeds{band}"
+    )
     figure.tight_layout()
     save_figure(figure, paths, settings["dpi"])
     return figure

@@ -20,7 +20,6 @@ from probelab.report.aggregate import (
     pathology_table,
     read_runs,
     read_table,
-    sentiment_table,
     summarise_by_setting,
     write_table,
 )
@@ -138,15 +137,6 @@ def transfer(
     table = pd.concat(tables, ignore_index=True)
     write_table(out, table)
     log.info("%d transfer rows for %d external cohort(s)", len(table), len(external))
-    return table
-
-
-def aggregate_sentiment(metrics_files: list[Path], out: Path) -> pd.DataFrame:
-    """Collect the sentiment track's svm and finetune metrics.json files into one tidy table
-    (sentiment.csv)."""
-    table = sentiment_table(metrics_files)
-    write_table(out, table)
-    log.info("%d sentiment metric rows from %d files", len(table), len(metrics_files))
     return table
 
 

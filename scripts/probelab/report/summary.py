@@ -357,7 +357,8 @@ def figures_section(figures: list[str]) -> str:
         "auroc_heatmap": "Per-pathology AUROC (pathology × model)",
         "precision_recall": "Macro precision vs recall per model",
         "training_curves": "Training curves of representative runs",
-        "sentiment_comparison": "Sentiment track: SVM on features vs fine-tuning",
+        "sentiment_comparison": "Sentiment track: accuracy and F1 vs training size, per method",
+        "transfer": "External test sets: internal vs external test, same frozen runs",
     }
     for figure in figures:
         title = titles.get(Path(figure).stem, Path(figure).stem)
@@ -644,27 +645,96 @@ def _cell(value: Any) -> str:
 
 
 def sentiment_section(sentiment: pd.DataFrame) -> str:
+    """The sentiment track's headline table at the largest training size: every method x pooling
+    with test accuracy and F1 (mean over seeds, interval over seeds x test resamples), the paired
+    difference to the reference setting, and validation accuracy."""
     if sentiment.empty:
         return ""
-    table = sentiment.pivot_table(
-        index=["dataset", "model", "method"], columns=["split", "metric"], values="value"
-    )
-    header = ["dataset", "model", "method"] + [
-        f"{split} {metric}" for split, metric in table.columns
-    ]
-    rows = [
-        list(index) + [_number(v) for v in values]
-        for index, values in zip(table.index, table.to_numpy(), strict=True)
-    ]
-    return "\n".join(
-        [
-            "## Sentiment track",
-            "",
-            "SVM on frozen encoder features vs fine-tuning the encoder.",
+    table = sentiment.copy()
+    for column, default in (("pooling", "cls"), ("n", "all"), ("n_seeds", 1)):
+        if column not in table.columns:
+            table[column] = default
+    table["n"] = table["n"].astype(str)
+    labels = {
+        "svm": "SVM on frozen features",
+        "logreg": "logistic regression on frozen features",
+        "finetune": "fine-tuned encoder",
+    }
+    poolings = {"cls": "[CLS]", "mean": "mean", "head": "classifier head"}
+    reference = ""
+    blocks = []
+    for (dataset, model), group in table.groupby(["dataset", "model"], sort=True):
+        largest = size_order(list(group["n"]))[-1]
+        at = group[group["n"] == largest]
+        n_train = at["n_train"].max() if "n_train" in at.columns else None
+        size = f"all ({int(n_train)})" if largest == "all" and pd.notna(n_train) else largest
+
+        def value(rows: pd.DataFrame, split: str, metric: str, interval: bool = True) -> str:
+            line = rows[(rows["split"] == split) & (rows["metric"] == metric)]
+            if line.empty:
+                return "—"
+            line = line.iloc[0]
+            text = _number(line["value"])
+            if interval and "lower" in line and pd.notna(line.get("lower")):
+                text += f" [{_number(line['lower'])}, {_number(line['upper'])}]"
+            return text
+
+        def difference(rows: pd.DataFrame, metric: str) -> str:
+            line = rows[(rows["split"] == "test") & (rows["metric"] == metric)]
+            if line.empty or "difference" not in line or pd.isna(line.iloc[0]["difference"]):
+                return "reference" if not line.empty and "difference" in line else "—"
+            line = line.iloc[0]
+            return (
+                f"{float(line['difference']):+.3f} "
+                f"[{float(line['difference_lower']):+.3f}, {float(line['difference_upper']):+.3f}]"
+            )
+
+        rows = []
+        order = {m: i for i, m in enumerate(labels)}
+        settings = sorted(
+            at.groupby(["method", "pooling"]).groups, key=lambda k: (order.get(k[0], 9), k[1])
+        )
+        for method, pooling in settings:
+            cell = at[(at["method"] == method) & (at["pooling"] == pooling)]
+            rows.append(
+                [
+                    labels.get(method, method),
+                    poolings.get(pooling, pooling),
+                    value(cell, "test", "accuracy"),
+                    value(cell, "test", "f1"),
+                    difference(cell, "accuracy"),
+                    value(cell, "validation", "accuracy", interval=False),
+                    str(int(cell["n_seeds"].max())),
+                ]
+            )
+        if "reference" in at.columns and at["reference"].notna().any():
+            method, _, pooling = str(at["reference"].dropna().iloc[0]).partition(" / ")
+            reference = f"{labels.get(method, method)} ({poolings.get(pooling, pooling)} pooling)"
+        header = [
+            "method",
+            "pooling",
+            "test accuracy",
+            "test F1",
+            "Δ accuracy vs reference",
+            "validation accuracy",
+            "seeds",
+        ]
+        blocks += [
+            f"### {dataset} / {model}, {size} training reviews",
             "",
             _table(header, rows),
+            "",
         ]
+    intro = (
+        "Frozen encoder features (SVM, logistic regression) vs fine-tuning the encoder, at the "
+        "largest training size; every size is in `sentiment.csv` and the learning-curve figure. "
+        "Test values are means over seeds with the interval over seeds and test-set bootstrap "
+        "resamples; Δ is the paired difference on the same test reviews and training subsets"
+        + (f" against {reference}" if reference else "")
+        + ". Hyperparameters were chosen on train / validation only; test was evaluated once per "
+        "cell."
     )
+    return "\n".join(["## Sentiment track", "", intro, "", *blocks]).rstrip()
 
 
 def package_versions() -> dict[str, str]:

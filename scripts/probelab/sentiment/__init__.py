@@ -1,4 +1,5 @@
-"""Sentiment track: review data, [CLS] text features, SVM grid search and Trainer fine-tuning.
+"""Sentiment track: review data, frozen text features ([CLS], mean), SVM and logistic regression
+on them, and Trainer fine-tuning, over a matrix of training sizes x seeds (matrix.py).
 
 Modules import their heavy dependencies (torch, transformers, datasets) lazily, so that the SVM
 step never pays for Transformers and the data checks stay cheap.

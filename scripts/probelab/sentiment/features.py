@@ -1,9 +1,11 @@
-"""[CLS] (or mean-pooled) text features of every split, and their HDF5 cache.
+"""[CLS] or mean-pooled text features of every split, and their HDF5 cache (one per encoder and
+pooling).
 
 Batches are formed from texts sorted by token length, so each batch pads to a length close to
 its own texts' and the encoder does little work on padding; features are put back in file order.
 
-Cache layout (`results/sentiment/{dataset}/features/{model}.h5`): one group per split with
+Cache layout (`results/sentiment/{dataset}/features/{model}/{pooling}.h5`): one group per split
+with
 datasets `features` (N x D), `label` (N), `n_tokens` (N); attributes say what produced it
 (`required_attrs`, plus dtype, data_hash, embedding_dim and probelab_version) and
 `read_text_features` refuses a cache whose attributes differ from what the caller expects.
@@ -42,19 +44,21 @@ log = logging.getLogger(__name__)
 ENCODING_ATTRS = ("model_id", "weights", "pooling", "max_length")
 
 
-def required_attrs(dataset: str, name: str, model: str, features: dict[str, Any]) -> dict[str, Any]:
-    """The attributes a features cache of encoder `name` (config value `model`) must carry under
-    the config's `sentiment.features` section `features`: the writer records them, and the SVM
-    step refuses a cache whose values differ."""
-    encoding = (model, weights_id(model), features["pooling"], features["max_length"])
+def required_attrs(
+    dataset: str, name: str, model: str, pooling: str, features: dict[str, Any]
+) -> dict[str, Any]:
+    """The attributes a `pooling` features cache of encoder `name` (config value `model`) must
+    carry under the config's `sentiment.features` section `features`: the writer records them,
+    and the frozen-feature methods refuse a cache whose values differ."""
+    encoding = (model, weights_id(model), pooling, features["max_length"])
     return {"dataset": dataset, "model": name, **dict(zip(ENCODING_ATTRS, encoding, strict=True))}
 
 
-def expected_features(sentiment: dict[str, Any], name: str) -> dict[str, Any]:
-    """The provenance the SVM step requires of the features cache of encoder `name`, from the
-    config's `sentiment` section."""
+def expected_features(sentiment: dict[str, Any], name: str, pooling: str) -> dict[str, Any]:
+    """The provenance the frozen-feature methods require of the `pooling` features cache of
+    encoder `name`, from the config's `sentiment` section."""
     model = configured_model(sentiment["encoders"], name)
-    return required_attrs(sentiment["dataset"], name, model, sentiment["features"])
+    return required_attrs(sentiment["dataset"], name, model, pooling, sentiment["features"])
 
 
 def encoding_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -95,11 +99,32 @@ def extract_features(
     label: str = "",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features (N x D, float32, in the order of `texts`) and each text's token count."""
+    pooled, lengths = extract_pooled(
+        texts, tokenizer, encoder, [pooling], max_length, batch_size, sort_by_length, label
+    )
+    return pooled[pooling], lengths
+
+
+def extract_pooled(
+    texts: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    encoder: PreTrainedModel,
+    poolings: list[str],
+    max_length: int,
+    batch_size: int,
+    sort_by_length: bool,
+    label: str = "",
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Features of every pooling from one forward pass (pooling -> N x D, float32, in the order
+    of `texts`), and each text's token count."""
     import torch
 
     encoded = tokenize(tokenizer, texts, max_length)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]])
-    features = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
+    features = {
+        name: np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
+        for name in poolings
+    }
     batches = batch_order(lengths, batch_size, sort_by_length)
     start = time.perf_counter()
     report_every = max(1, len(batches) // 10)
@@ -110,7 +135,9 @@ def extract_features(
                 return_tensors="pt",
             )
             hidden = encoder(**batch).last_hidden_state
-            features[rows] = pool(hidden, batch["attention_mask"], pooling).float().numpy()
+            for name in poolings:
+                pooled = pool(hidden, batch["attention_mask"], name)
+                features[name][rows] = pooled.float().numpy()
             if number % report_every == 0 or number == len(batches):
                 elapsed = time.perf_counter() - start
                 log.info(
@@ -173,36 +200,50 @@ def text_features(
     dataset: str,
     name: str,
     model: str,
+    outputs: dict[str, Path],
     features: dict[str, Any],
-    out: Path,
     threads: int,
-) -> TextFeatures:
-    """Encode every split with `model` (encoder `name` in the config) and write the cache to
-    `out`; `features` is the config's `sentiment.features` section."""
+) -> dict[str, TextFeatures]:
+    """Encode every split once with `model` (encoder `name` in the config), pool the same hidden
+    states every way `outputs` names (pooling -> cache path) and write one cache per pooling;
+    `features` is the config's `sentiment.features` section."""
     import torch
 
     torch.set_num_threads(max(1, threads))
     splits = load_splits(data, demo_folder)
     tokenizer, encoder = load_tokenizer(model), load_encoder(model)
-    attrs = {
-        **required_attrs(dataset, name, model, features),
+    common = {
         "dtype": features["dtype"],
         "data_hash": data_hash(splits),
         "embedding_dim": int(encoder.config.hidden_size),
     }
-    result = TextFeatures({}, {}, {}, attrs)
+    poolings = list(outputs)
+    results = {
+        pooling: TextFeatures(
+            {}, {}, {}, {**required_attrs(dataset, name, model, pooling, features), **common}
+        )
+        for pooling in poolings
+    }
     for split in SPLITS:
-        result.features[split], result.n_tokens[split] = extract_features(
+        pooled, n_tokens = extract_pooled(
             list(splits[split]["text"]),
             tokenizer,
             encoder,
-            features["pooling"],
+            poolings,
             features["max_length"],
             features["batch_size"],
             features["sort_by_length"],
             label=split,
         )
-        result.labels[split] = np.asarray(list(splits[split]["label"]))
-    write_text_features(out, result)
-    log.info("wrote %s: %s", out, ", ".join(f"{s} {len(result.labels[s])}" for s in SPLITS))
-    return result
+        labels = np.asarray(list(splits[split]["label"]))
+        for pooling, result in results.items():
+            result.features[split], result.n_tokens[split] = pooled[pooling], n_tokens
+            result.labels[split] = labels
+    for pooling, result in results.items():
+        write_text_features(outputs[pooling], result)
+        log.info(
+            "wrote %s: %s",
+            outputs[pooling],
+            ", ".join(f"{s} {len(result.labels[s])}" for s in SPLITS),
+        )
+    return results

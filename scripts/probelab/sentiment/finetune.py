@@ -1,18 +1,24 @@
-"""Fine-tuning the encoder with a classification head through the Hugging Face Trainer.
+"""Fine-tuning the encoder with a classification head through the Hugging Face Trainer, per cell
+of the matrix (training size x seed), with a small grid of settings chosen on validation.
 
-Evaluation and checkpointing happen every epoch on the validation split; the best checkpoint by
-`metric_for_best_model` is reloaded at the end and early stopping ends training when validation
-stops improving. The test split is evaluated once, after training, with that best model.
-`run_finetune` is the workflow step around `finetune`: it loads the splits and writes the metrics
-and the log history.
+For each grid point (learning rate x epochs), evaluation and checkpointing happen every epoch on
+the validation split; the best checkpoint by `metric_for_best_model` is reloaded at the end and
+early stopping ends training when validation stops improving. The grid point whose best
+checkpoint scores best on validation is chosen, and only then is the test split handed out
+(`HeldOutTest`) and evaluated, once. `run_finetune` is the workflow step around `finetune`: it
+loads the splits and writes the cell's metrics, test predictions and log history.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import itertools
 import logging
+import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,23 +30,33 @@ from probelab.io import write_json
 from probelab.sentiment import SentimentDataError
 from probelab.sentiment.data import load_splits
 from probelab.sentiment.encoder import load_tokenizer, resolve_model
+from probelab.sentiment.matrix import (
+    HEAD_POOLING,
+    HeldOutTest,
+    choose,
+    stratified_subset,
+    subset_id,
+)
 from probelab.sentiment.metrics import binary_metrics, metric_rows
 
 log = logging.getLogger(__name__)
 
 # report_to value -> the modules of which one must be importable
 INTEGRATIONS = {"wandb": ("wandb",), "tensorboard": ("tensorboard", "tensorboardX")}
+# the optional dependencies that install every tracker (pyproject.toml)
+TRACKING_EXTRA = "tracking"
 
 
 def check_report_to(report_to: list[str]) -> None:
-    """Refuse a `report_to` integration whose Python package is not installed."""
+    """Refuse a `report_to` tracker whose Python package is not installed."""
     for name in report_to:
         if name in INTEGRATIONS and not any(
             importlib.util.find_spec(m) for m in INTEGRATIONS[name]
         ):
             raise SentimentDataError(
                 f"config key 'sentiment.finetune.report_to' asks for '{name}', but the Python "
-                f"package {INTEGRATIONS[name][0]} is not installed; install it or remove '{name}'."
+                f"package {INTEGRATIONS[name][0]} is not installed; install the optional extra "
+                f"with `pip install 'probelab[{TRACKING_EXTRA}]'` or remove '{name}'."
             )
 
 
@@ -104,6 +120,18 @@ def _save_atomically(trainer: Any, model_dir: Path) -> None:
         shutil.rmtree(staged, ignore_errors=True)
 
 
+def grid_points(params: dict[str, Any]) -> list[dict[str, float]]:
+    """The settings tried per cell: learning_rate x epochs from `grid`, each falling back to the
+    single configured value."""
+    grid = params.get("grid") or {}
+    rates = grid.get("learning_rate") or [params["learning_rate"]]
+    epochs = grid.get("epochs") or [params["epochs"]]
+    return [
+        {"learning_rate": float(rate), "epochs": float(budget)}
+        for rate, budget in itertools.product(rates, epochs)
+    ]
+
+
 def run_finetune(
     data: dict[str, Any],
     demo_folder: Path | None,
@@ -111,21 +139,39 @@ def run_finetune(
     name: str,
     model: str,
     params: dict[str, Any],
-    out_metrics: Path,
-    out_history: Path,
-    model_dir: Path,
+    size: str,
+    seed: int,
+    out_folder: Path,
     threads: int,
 ) -> dict[str, Any]:
-    """The fine-tuning step: fine-tune encoder `name` (`model`) on the review splits of `data`.
+    """The fine-tuning step of one cell: fine-tune encoder `name` (`model`) on the stratified
+    subset (`size`, `seed`) of the training split of `data` for every grid point, choose on
+    validation, evaluate test once.
 
-    Writes the best model to `model_dir`, the Trainer's log history to `out_history` and the
-    validation / test metrics with the run's facts and hyperparameters to `out_metrics`, which it
-    also returns. `params` is the config's `sentiment.finetune` section.
-    """
+    Writes to `out_folder`: metrics.json (validation and test metrics of the chosen setting, every
+    grid point's validation metrics, run facts), predictions.csv (test), log_history.json (the
+    chosen run's) and, with `save_model`, the chosen model in model/; returns the metrics.
+    `params` is the config's `sentiment.finetune` section."""
+    from probelab.sentiment.frozen import write_predictions
+
     start = time.perf_counter()
     splits = load_splits(data, demo_folder)
     outcome = finetune(
-        splits, model, params, data["label_names"], model_dir, out_metrics.parent / "logs", threads
+        splits,
+        model,
+        params,
+        data["label_names"],
+        size,
+        seed,
+        out_folder / "model" if params.get("save_model") else None,
+        out_folder / "logs",
+        threads,
+        run_name=f"{name}-n{size}-seed{seed}",
+        origin=(
+            f"folder {demo_folder}"
+            if data["source"] == "demo"
+            else f"{'hub data set' if data['source'] == 'hub' else 'folder'} {data['path']}"
+        ),
     )
     metrics = []
     for split in ("validation", "test"):
@@ -137,27 +183,36 @@ def run_finetune(
                 f"{k} {outcome[split][k]:.4f}" for k in ("accuracy", "precision", "recall", "f1")
             ),
         )
-    write_json(out_history, outcome["log_history"])
+    write_json(out_folder / "log_history.json", outcome["log_history"])
+    write_predictions(out_folder / "predictions.csv", {"test": outcome["test_predictions"]})
     result = {
         "method": "finetune",
         "model": name,
         "dataset": dataset,
+        "pooling": HEAD_POOLING,
+        "n": str(size),
+        "seed": int(seed),
+        "n_train": outcome["n_train"],
+        "subset": outcome["subset"],
         "metrics": metrics,
         "model_id": model,
+        "selected_by": f"validation {params['metric_for_best_model']} of each grid point's best "
+        "checkpoint",
+        "best_params": outcome["chosen"],
+        "grid": outcome["grid"],
         "epochs_run": outcome["epochs_run"],
         "steps_run": outcome["steps_run"],
         "best_checkpoint": outcome["best_checkpoint"],
         "best_validation_" + params["metric_for_best_model"]: outcome["best_metric"],
         "validation_loss": outcome["validation"].get("loss"),
         "test_loss": outcome["test"].get("loss"),
-        "n_train": outcome["n_train"],
         "n_validation": len(splits["validation"]),
         "n_test": len(splits["test"]),
         "train_seconds": outcome["train_seconds"],
         "wall_seconds": time.perf_counter() - start,
         "hyperparameters": params,
     }
-    write_json(out_metrics, result)
+    write_json(out_folder / "metrics.json", result)
     return result
 
 
@@ -166,39 +221,173 @@ def finetune(
     model: str,
     params: dict[str, Any],
     label_names: list[str],
-    model_dir: Path,
+    size: str,
+    seed: int,
+    model_dir: Path | None,
     log_dir: Path,
     threads: int,
+    run_name: str = "finetune",
+    origin: str = "the training data",
 ) -> dict[str, Any]:
-    """Fine-tune `model` on splits["train"], choose the best epoch on validation, evaluate test.
+    """Fine-tune `model` on the (`size`, `seed`) subset of splits["train"] for every grid point,
+    choose the grid point on validation, then evaluate test once with its best model.
 
-    `params` is the config's `sentiment.finetune` section. The best model (and its tokenizer) is
-    written to `model_dir` (through a temporary sibling, then renamed); integrations' logs
-    (TensorBoard, W&B offline) go to `log_dir`. Returns validation and test metrics, the
-    Trainer's log history and run facts.
-    """
+    `params` is the config's `sentiment.finetune` section. The chosen model (and its tokenizer) is
+    written to `model_dir` when given (through a temporary sibling, then renamed); trackers' logs
+    (TensorBoard, W&B offline) go to `log_dir`. Returns the chosen setting's validation and test
+    metrics, its test predictions and Trainer log history, and every grid point's validation
+    metrics. `origin` names the data in errors."""
     import torch
-    from transformers import set_seed
 
-    report_to = list(params["report_to"])
+    report_to = [name for name in params["report_to"] if name != "none"]
     check_report_to(report_to)
     torch.set_num_threads(max(1, threads))
-    set_seed(params["seed"])  # before the head is created, so its initialisation is seeded too
+    labels = np.asarray(splits["train"]["label"])
+    rows = stratified_subset(labels, size, seed, origin)
     tokenizer = load_tokenizer(model)
     tokenized = _tokenize(splits, tokenizer, params["max_length"])
-    classifier = _classifier(model, label_names)
-    _send_integration_logs_to(log_dir)
+    train = tokenized["train"].select(rows)
+    held_out = HeldOutTest(tokenized["test"])
+    metric = params["metric_for_best_model"]
+    points = grid_points(params)
 
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".checkpoints.", dir=model_dir.parent) as work:
-        args = training_arguments(params, work, report_to)
-        trainer = _trainer(classifier, tokenizer, tokenized, args, params)
-        start = time.perf_counter()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".checkpoints.", dir=log_dir.parent) as work:
+        grid: list[dict[str, Any]] = []
+        scores: list[float] = []
+        best: tuple[int, Any] | None = None
+        for number, point in enumerate(points):
+            name = f"{run_name}-lr{point['learning_rate']:g}-ep{point['epochs']:g}"
+            trainer, outcome = _train_point(
+                model, label_names, tokenizer, train, tokenized["validation"], params,
+                {**point, "seed": seed}, f"{work}/{number}", log_dir, name, report_to,
+            )  # fmt: skip
+            grid.append({**point, **outcome})
+            scores.append(float(outcome["validation"].get(metric, float("nan"))))
+            log.info("grid point %s: validation %s %.4f", point, metric, scores[-1])
+            # keep only the best trainer so far: memory for two models, whatever the grid
+            if best is None or choose([scores[best[0]], scores[-1]], metric).index == 1:
+                best = (number, trainer)
+            del trainer
+            gc.collect()
+        choice = choose(scores, metric)
+        if best is None or choice.index != best[0]:
+            raise RuntimeError("the grid's choice differs from the kept trainer's; a bug.")
+        trainer = best[1]
+        # the test split only now, once, for the setting chosen on validation
+        test = _predict(trainer, held_out.for_choice(choice))
+        if model_dir is not None:
+            _save_atomically(trainer, model_dir)
+    chosen = grid[choice.index]
+    log.info("chosen on validation %s: %s", metric, points[choice.index])
+    return {
+        "validation": chosen["validation"],
+        "test": test["metrics"],
+        "test_predictions": test["predictions"],
+        "log_history": chosen["log_history"],
+        "grid": [{k: v for k, v in point.items() if k != "log_history"} for point in grid],
+        "chosen": points[choice.index],
+        "epochs_run": chosen["epochs_run"],
+        "steps_run": chosen["steps_run"],
+        "best_checkpoint": chosen["best_checkpoint"],
+        "best_metric": chosen["best_metric"],
+        "train_seconds": float(sum(point["train_seconds"] for point in grid)),
+        "n_train": len(train),
+        "subset": subset_id(rows),
+    }
+
+
+def _train_point(
+    model: str,
+    label_names: list[str],
+    tokenizer: Any,
+    train: Any,
+    validation: Any,
+    params: dict[str, Any],
+    point: dict[str, float],
+    output_dir: str,
+    log_dir: Path,
+    run_name: str,
+    report_to: list[str],
+) -> tuple[Any, dict[str, Any]]:
+    """Train one grid point (`point`: learning_rate, epochs, seed), evaluating on validation every
+    epoch and reloading the best checkpoint: the trainer, and its validation metrics, log history
+    and run facts."""
+    from transformers import set_seed
+
+    set_seed(int(point["seed"]))  # before the head is created, so its initialisation is seeded
+    classifier = _classifier(model, label_names)
+    _send_tracker_logs_to(log_dir, run_name, report_to)
+    settings = {**params, **point}
+    single = evaluations(settings, len(train)) <= 1
+    args = training_arguments(settings, output_dir, report_to, run_name, checkpoints=not single)
+    trainer = _trainer(classifier, tokenizer, train, validation, args, params, not single)
+    start = time.perf_counter()
+    try:
         trainer.train()
-        train_seconds = time.perf_counter() - start
-        outcome = _evaluate(trainer, tokenized["test"])
-        _save_atomically(trainer, model_dir)
-    return {**outcome, "train_seconds": train_seconds, "n_train": len(tokenized["train"])}
+    finally:
+        _finish_wandb_run()
+    state = trainer.state
+    outcome = {
+        "validation": _strip(_best_evaluation(state.log_history, state.best_global_step), "eval"),
+        "log_history": state.log_history,
+        "epochs_run": float(state.epoch or 0.0),
+        "steps_run": int(state.global_step),
+        "best_checkpoint": (
+            Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None
+        ),
+        "train_seconds": time.perf_counter() - start,
+    }
+    outcome["best_metric"] = outcome["validation"].get(params["metric_for_best_model"])
+    return trainer, outcome
+
+
+def evaluations(params: dict[str, Any], n_train: int) -> int:
+    """How many validation evaluations a run makes (one per epoch begun, the last one at the end
+    of training): with one, there is no epoch to choose, so no checkpoint is written."""
+    steps_per_epoch = math.ceil(n_train / params["batch_size"])
+    steps = params["max_steps"] or math.ceil(params["epochs"] * steps_per_epoch)
+    return math.ceil(steps / steps_per_epoch)
+
+
+def _finish_wandb_run() -> None:
+    """Close the W&B run the Trainer opened, so that the next grid point gets a run of its own
+    (the Trainer would reuse an open one). Looked up in sys.modules: if wandb was never imported,
+    no run was opened."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def _predict(trainer: Any, test_set: Any) -> dict[str, Any]:
+    """Test metrics and predictions of the trainer's (best) model, in the test split's file order.
+
+    Not `trainer.predict`: with length-grouped batches the Trainer also groups evaluation batches
+    by length, so its predictions come back in another order than the rows (the metrics would
+    agree, the paired bootstrap over the same reviews would not); and trackers get no test
+    metrics (they are in metrics.json)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    model = trainer.model
+    model.eval()
+    loader = DataLoader(
+        test_set,
+        batch_size=trainer.args.per_device_eval_batch_size,
+        collate_fn=trainer.data_collator,
+    )
+    logits, labels, losses = [], [], []
+    with torch.inference_mode():
+        for batch in loader:
+            batch = {key: value.to(model.device) for key, value in batch.items()}
+            output = model(**batch)
+            losses.append(float(output.loss) * len(batch["labels"]))
+            logits.append(output.logits.float().cpu().numpy())
+            labels.append(batch["labels"].cpu().numpy())
+    y_true, scores = np.concatenate(labels), np.concatenate(logits)
+    predicted = np.argmax(scores, axis=-1)
+    metrics = {**binary_metrics(y_true, predicted), "loss": sum(losses) / len(y_true)}
+    return {"metrics": metrics, "predictions": (y_true, predicted)}
 
 
 def _tokenize(splits: Any, tokenizer: Any, max_length: int) -> Any:
@@ -224,22 +413,36 @@ def _classifier(model: str, label_names: list[str]) -> Any:
     )
 
 
-def _send_integration_logs_to(log_dir: Path) -> None:
-    """Integrations read their locations from the environment; keep them beside the results."""
+def _send_tracker_logs_to(log_dir: Path, run_name: str, report_to: list[str]) -> None:
+    """Trackers read their locations from the environment (the TensorBoard callback when the
+    Trainer is built): keep them beside the cell's results, one TensorBoard folder per grid
+    point. W&B stays offline unless WANDB_MODE says otherwise."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_DIR", str(log_dir))
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(log_dir))
+    if "wandb" in report_to:
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_PROJECT", "probelab-sentiment")
+        os.environ["WANDB_DIR"] = str(log_dir)
+    if "tensorboard" in report_to:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(log_dir / "tensorboard" / run_name)
 
 
-def training_arguments(params: dict[str, Any], output_dir: str, report_to: list[str]) -> Any:
-    """The Trainer's settings from the config's `sentiment.finetune` section: evaluation and a
-    checkpoint every epoch, the best one by `metric_for_best_model` reloaded at the end."""
+def training_arguments(
+    params: dict[str, Any],
+    output_dir: str,
+    report_to: list[str],
+    run_name: str = "finetune",
+    checkpoints: bool = True,
+) -> Any:
+    """The Trainer's settings from the config's `sentiment.finetune` section (with one grid
+    point's learning_rate, epochs and the cell's seed filled in): evaluation and a checkpoint
+    every epoch, the best one by `metric_for_best_model` reloaded at the end. Without
+    `checkpoints` (a run with a single evaluation) nothing is saved or reloaded."""
     import torch
     from transformers import TrainingArguments
 
     return TrainingArguments(
         output_dir=output_dir,
+        run_name=run_name,
         num_train_epochs=params["epochs"],
         max_steps=params["max_steps"] if params["max_steps"] is not None else -1,
         per_device_train_batch_size=params["batch_size"],
@@ -252,13 +455,15 @@ def training_arguments(params: dict[str, Any], output_dir: str, report_to: list[
         # batches of similar lengths pad less: the same epochs for less compute
         train_sampling_strategy="group_by_length" if params["group_by_length"] else "random",
         eval_strategy="epoch",
-        save_strategy="epoch",
+        save_strategy="epoch" if checkpoints else "no",
+        # checkpoints exist only to reload the best epoch: no optimizer state (a third the size)
+        save_only_model=True,
         save_total_limit=2,
-        load_best_model_at_end=True,
+        load_best_model_at_end=checkpoints,
         metric_for_best_model=params["metric_for_best_model"],
         logging_strategy="steps",
         logging_steps=params["logging_steps"],
-        report_to=report_to,
+        report_to=report_to or "none",
         seed=params["seed"],
         data_seed=params["seed"],
         disable_tqdm=True,
@@ -268,49 +473,33 @@ def training_arguments(params: dict[str, Any], output_dir: str, report_to: list[
 
 
 def _trainer(
-    classifier: Any, tokenizer: Any, tokenized: Any, args: Any, params: dict[str, Any]
+    classifier: Any,
+    tokenizer: Any,
+    train: Any,
+    validation: Any,
+    args: Any,
+    params: dict[str, Any],
+    early_stopping: bool = True,
 ) -> Any:
-    """A Trainer on the train split, evaluating on validation, with early stopping and progress
-    logging."""
+    """A Trainer on the training subset, evaluating on validation, with early stopping (when
+    there are epochs to stop between) and progress logging."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
-    return Trainer(
-        model=classifier,
-        args=args,
-        train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        callbacks=[
+    callbacks = [_progress_callback()]
+    if early_stopping:
+        callbacks.insert(
+            0,
             EarlyStoppingCallback(
                 params["early_stopping_patience"], params["early_stopping_threshold"]
             ),
-            _progress_callback(),
-        ],
+        )
+    return Trainer(
+        model=classifier,
+        args=args,
+        train_dataset=train,
+        eval_dataset=validation,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
     )
-
-
-def _evaluate(trainer: Any, test_set: Any) -> dict[str, Any]:
-    """After training: validation metrics of the best checkpoint, test metrics of the best model,
-    the log history and the run's facts."""
-    from transformers import EarlyStoppingCallback
-
-    state = trainer.state
-    best_checkpoint = (
-        Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None
-    )
-    # the best model was evaluated on validation during training: reuse that, evaluate test once
-    validation = _best_evaluation(state.log_history, state.best_global_step)
-    # training is over, and early stopping would look for eval_* keys in the test metrics
-    trainer.remove_callback(EarlyStoppingCallback)
-    test = trainer.evaluate(test_set, metric_key_prefix="test")
-    return {
-        "validation": _strip(validation, "eval"),
-        "test": _strip(test, "test"),
-        "log_history": state.log_history,
-        "epochs_run": float(state.epoch or 0.0),
-        "steps_run": int(state.global_step),
-        "best_checkpoint": best_checkpoint,
-        "best_metric": None if state.best_metric is None else float(state.best_metric),
-    }

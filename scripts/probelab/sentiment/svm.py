@@ -28,10 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from probelab.io import atomic_path, write_json
+from probelab.io import atomic_path
 from probelab.sentiment import SentimentDataError
-from probelab.sentiment.features import encoding_attrs, read_text_features
-from probelab.sentiment.metrics import binary_metrics, metric_rows
 
 log = logging.getLogger(__name__)
 
@@ -287,26 +285,12 @@ def check_training_labels(y: np.ndarray, folds: int, origin: str) -> None:
             )
 
 
-def run_svm(
-    features_path: Path,
-    expected: dict[str, Any],
-    svm: dict[str, Any],
-    out_metrics: Path,
-    out_cv: Path,
-    out_model: Path,
-    threads: int,
-) -> dict[str, Any]:
-    """Grid-search C / kernel / gamma on train by cross-validation, refit the best Pipeline
-    (StandardScaler + SVC) on all of train, and report validation and test metrics.
-
-    `expected` is the provenance the features cache must have (`features.required_attrs`),
-    `svm` the config's `sentiment.svm` section."""
-    import joblib
-
-    start = time.perf_counter()
-    cache = read_text_features(features_path, expected)
-    X, y = cache.features["train"], cache.labels["train"]
-    check_training_labels(y, svm["folds"], f"text features cache {features_path}")
+def fit_svm(
+    X: np.ndarray, y: np.ndarray, svm: dict[str, Any], threads: int, origin: str
+) -> tuple[Any, SearchResult]:
+    """Grid-search C / kernel / gamma on (X, y) by cross-validation and refit the best Pipeline
+    (StandardScaler + SVC) on all of it; `svm` is the config's `sentiment.svm` section."""
+    check_training_labels(y, svm["folds"], origin)
     log.info(
         "grid search (%s) on %d x %d training features, %d folds, %d jobs",
         svm["search"],
@@ -322,41 +306,14 @@ def run_svm(
         search.best_params,
         search.seconds,
     )
-
-    refit_start = time.perf_counter()
     pipeline = make_pipeline(search.best_params, kernel_cache_mb(len(y), svm["max_cache_mb"]))
     pipeline.fit(X, y)
-    refit_seconds = time.perf_counter() - refit_start
-    metrics = []
-    for split in ("validation", "test"):
-        values = binary_metrics(cache.labels[split], pipeline.predict(cache.features[split]))
-        metrics += metric_rows(split, values)
-        log.info("%s: %s", split, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    return pipeline, search
 
+
+def write_cv_results(search: SearchResult, out: Path) -> None:
+    """The search's cv_results_ as CSV, parameters as sorted JSON."""
     cv = search.cv_results.copy()
     cv["params"] = [json.dumps(p, sort_keys=True) for p in cv["params"]]
-    with atomic_path(out_cv, suffix=".csv") as tmp:
+    with atomic_path(out, suffix=".csv") as tmp:
         cv.to_csv(tmp, index=False)
-    with atomic_path(out_model, suffix=".joblib") as tmp:
-        joblib.dump(pipeline, tmp)
-    result = {
-        "method": "svm",
-        "model": cache.attrs["model"],
-        "dataset": cache.attrs["dataset"],
-        "metrics": metrics,
-        "best_params": search.best_params,
-        "cv_best_score": search.best_score,
-        "scoring": svm["scoring"],
-        "folds": svm["folds"],
-        "search": svm["search"],
-        "n_support": int(pipeline.named_steps["svc"].n_support_.sum()),
-        "n_train": int(len(y)),
-        "n_validation": int(len(cache.labels["validation"])),
-        "n_test": int(len(cache.labels["test"])),
-        "search_seconds": search.seconds,
-        "refit_seconds": refit_seconds,
-        "wall_seconds": time.perf_counter() - start,
-        "features": encoding_attrs(cache.attrs),
-    }
-    write_json(out_metrics, result)
-    return result
