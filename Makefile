@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --profile profiles/default --cores $(CORES)
 
+# Two workers (pytest-xdist); --dist loadfile keeps a file's tests on one worker, so its module
+# fixtures are built once. The slowest tests are listed at the end of every run.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/pytest
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -n $(CORES) --dist loadfile --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
