@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from probelab.report.aggregate import Run
-from probelab.report.style import apply_theme, model_colors, model_order, save_figure, size_label
+
+if TYPE_CHECKING:  # matplotlib is imported by the figure only, not by the transfer table's step
+    import matplotlib.pyplot as plt
 
 TRANSFER_METRICS = ("auroc", "average_precision", "f1")
 TRANSFER_COLUMNS = [
@@ -108,6 +109,16 @@ def headline_rows(table: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
 def transfer_figure(table: pd.DataFrame, paths: list[Path], settings: dict[str, Any]) -> plt.Figure:
     """Macro AUROC on the internal test split and on each external cohort, per model, at the
     largest training-set size, with each side's bootstrap interval."""
+    import matplotlib.pyplot as plt
+
+    from probelab.report.style import (
+        apply_theme,
+        model_colors,
+        model_order,
+        save_figure,
+        size_label,
+    )
+
     apply_theme(settings)
     rows = headline_rows(table)
     panels = sorted(rows.groupby(["external", "encoder"]).groups)
