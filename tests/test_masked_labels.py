@@ -167,15 +167,17 @@ def test_a_masked_labels_value_changes_no_loss_and_no_weight_of_any_head(
 def test_the_linear_probe_fits_each_pathology_on_the_images_that_observe_it() -> None:
     data = problem(n=120)
     y_train, y_val = blank(data["y_train"], 0.3, 3), blank(data["y_val"], 0.3, 4)
-    settings = dict(c_grid=[0.1, 1.0], standardize=False, balanced=True, max_iter=300, seed=0)
+    settings = dict(c_grid=[0.1, 1.0], standardize=False, balanced=True, max_iter=300)
     probe, grid = fit_linear_probe(data["x_train"], y_train, data["x_val"], y_val, **settings)
     for k in range(y_train.shape[1]):
         rows = ~np.isnan(y_train[:, k])
         only_observed = {**settings, "c_grid": [probe.chosen["C"]]}
         x_k, y_k = data["x_train"][rows], y_train[rows, k : k + 1]
         alone, _ = fit_linear_probe(x_k, y_k, data["x_val"], data["y_val"][:, :1], **only_observed)
-        np.testing.assert_allclose(probe.weight[k], alone.weight[0], rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(probe.bias[k], alone.bias[0], rtol=1e-10, atol=1e-12)
+        # the same minimiser, reached to the solver's tolerance from different starts (the
+        # joint fit is warm-started along the C path)
+        np.testing.assert_allclose(probe.weight[k], alone.weight[0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(probe.bias[k], alone.bias[0], rtol=1e-4, atol=1e-4)
     # the C choice: validation log loss over the observed cells
     for entry in grid:
         other, _ = fit_linear_probe(
@@ -184,7 +186,7 @@ def test_the_linear_probe_fits_each_pathology_on_the_images_that_observe_it() ->
         logits = other.logits(data["x_val"])
         seen = ~np.isnan(y_val)
         cells = np.logaddexp(0.0, logits) - np.nan_to_num(y_val) * logits
-        assert entry["val_loss"] == pytest.approx(cells[seen].mean(), rel=1e-12)
+        assert entry["val_loss"] == pytest.approx(cells[seen].mean(), rel=1e-6)
     assert mean_bce(y_val, np.zeros_like(y_val)) == pytest.approx(math.log(2))
 
 

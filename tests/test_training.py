@@ -306,7 +306,6 @@ def test_linear_probe_keeps_the_c_with_the_lowest_validation_loss(
         standardize=True,
         balanced=False,
         max_iter=500,
-        seed=0,
     )
     best = min(grid, key=lambda g: g["val_loss"])
     assert probe.chosen["C"] == best["C"]
@@ -327,7 +326,6 @@ def test_linear_probe_handles_a_pathology_without_training_positives(
         standardize=False,
         balanced=True,
         max_iter=500,
-        seed=0,
     )
     probs = probe.predict_proba(problem["x_test"])
     expected = 0.5 / (len(y_train) + 1.0)  # add-half smoothed prevalence of a never-positive label

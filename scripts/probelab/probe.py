@@ -260,7 +260,6 @@ def fit_model(
                 standardize=params["standardize"],
                 balanced=params["pos_weight"],
                 max_iter=params["max_iter"],
-                seed=seed,
             )
             hparams["val_loss_by_C"] = grid
         else:

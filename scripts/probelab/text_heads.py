@@ -26,13 +26,19 @@ content adds.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from probelab.linear import LinearMap, mean_bce, normalize_rows, zero_shot_map
+from probelab.linear import (
+    LinearMap,
+    fit_logistic_rows,
+    mean_bce,
+    normalize_rows,
+    sigmoid,
+    zero_shot_map,
+)
 from probelab.masking import fill_masked, is_masked, observed
 from probelab.masking import positives as positive_labels
 from probelab.models import ABLATIONS
@@ -94,49 +100,6 @@ def fit_text_init_linear(
         strengths=params["anchor_strengths"],
         max_iter=params["max_iter"],
     )
-
-
-def _objective(
-    params: np.ndarray,
-    z: np.ndarray,
-    y: np.ndarray,
-    sigma: np.ndarray,
-    w0: np.ndarray,
-    penalty: float,
-    mask: np.ndarray | None = None,
-) -> tuple[float, np.ndarray]:
-    """Anchored loss per image and its gradient, in standardised coordinates.
-
-    params = (U, c) with logits = z @ U.T + c and z = (x - mu) / sigma, so the weights on the
-    normalised image are W = U / sigma; `penalty` = lambda / (N * logit_scale^2). The change of
-    variables leaves the minimiser unchanged and conditions L-BFGS far better than the raw
-    normalised features, whose spread is tiny.
-
-    `mask` (float 0/1, the shape of y; None when every label is observed): a masked cell's BCE
-    and gradient are multiplied by 0, so its placeholder in y has no effect. The data term stays
-    divided by N (all images), not by the observed count of each pathology: with the penalty
-    scaled by 1 / N the two are one objective times a constant, the same minimiser as before."""
-    p, d = w0.shape
-    u, c = params[: p * d].reshape(p, d), params[p * d :]
-    logits = z @ u.T + c
-    n = len(z)
-    cells = np.logaddexp(0.0, logits) - y * logits
-    residual = _sigmoid(logits) - y
-    if mask is not None:
-        cells, residual = cells * mask, residual * mask
-    loss = float(np.sum(cells)) / n
-    g = residual / n
-    grad_u, grad_c = g.T @ z, g.sum(axis=0)
-    dw = u / sigma - w0
-    loss += penalty * float(np.sum(dw**2))
-    grad_u += 2 * penalty * dw / sigma
-    return loss, np.concatenate([grad_u.ravel(), grad_c])
-
-
-def _sigmoid(values: np.ndarray) -> np.ndarray:
-    from scipy.special import expit
-
-    return expit(values)
 
 
 def anchored_linear_head(
@@ -218,15 +181,16 @@ def anchored_linear_head(
     log.info("text_init_linear lambda=inf: validation log loss %.4f", best_loss)
     fitted = (u[varied], c[varied])
     for strength in sorted((float(s) for s in strengths), reverse=True):
-        fitted = _minimise(
+        fitted = fit_logistic_rows(
             z,
             y[:, varied],
             fitted,
-            sigma,
-            w0[varied],
-            strength / (len(z) * logit_scale**2),
-            max_iter,
-            None if mask is None else mask[:, varied],
+            penalty=strength / (len(z) * logit_scale**2),
+            max_iter=max_iter,
+            gtol=1e-9,
+            weights=None if mask is None else mask[:, varied],
+            anchor=w0[varied],
+            sigma=sigma,
         )
         model = candidate(*fitted, strength)
         loss = mean_bce(y_val, model.logits(x_val))
@@ -255,7 +219,7 @@ def _calibrate(
         a, c = params[:p], params[p:]
         z = logits * a + c
         cells = np.logaddexp(0.0, z) - y * z
-        residual = _sigmoid(z) - y
+        residual = sigmoid(z) - y
         if mask is not None:
             cells, residual = cells * mask, residual * mask
         g = residual / len(y)
@@ -272,33 +236,3 @@ def _calibrate(
         options={"maxiter": max_iter, "gtol": 1e-9},
     )
     return result.x[:p], result.x[p:]
-
-
-def _minimise(
-    z: np.ndarray,
-    y: np.ndarray,
-    start: tuple[np.ndarray, np.ndarray],
-    sigma: np.ndarray,
-    w0: np.ndarray,
-    penalty: float,
-    max_iter: int,
-    mask: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """L-BFGS from `start` = (U, c) on the anchored loss (`_objective`; `mask` as there)."""
-    from scipy.optimize import minimize
-
-    u, c = start
-    if not len(u):
-        return u, c
-    p, d = u.shape
-    result = minimize(
-        _objective,
-        np.concatenate([u.ravel(), c]),
-        args=(z, y, sigma, w0, penalty, mask),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": max_iter, "gtol": 1e-9},
-    )
-    if not math.isfinite(result.fun):
-        raise FloatingPointError("text_init_linear: the anchored loss became non-finite.")
-    return result.x[: p * d].reshape(p, d), result.x[p * d :]
