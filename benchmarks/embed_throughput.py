@@ -7,9 +7,13 @@ real speed, meaningless features), measures images per second of
   (b) model forward only, on preloaded preprocessed tensors,
   (c) the cache pipeline (embed_images: loader + model + chunked HDF5 writing),
   (d) a naive loop that opens, preprocesses and encodes one image at a time,
+  (e) decode only (the same DataLoader and workers, no preprocessing, no model): the ceiling of
+      any pipeline that decodes every file on these cores,
 and the peak memory of (c) at two cohort sizes (images cycled from the same files), each in a
-fresh process. Targets (docs/performance.md): (c) >= 0.85 x min(a, b) and (c) >= 3 x (d) for the
-demo encoder; peak memory of (c) at 4,000 images within 10 % of that at 500.
+fresh process, with where the main process's memory goes (resident, proportional and private
+memory after each import and after the run). Targets (docs/performance.md): (c) >= 0.85 x
+min(a, b), (c) >= 0.85 x (e) and (c) >= 3 x (d) for the demo encoder; peak memory of (c) at 4,000
+images within 10 % of that at 500.
 
 Run from the repository root:  .venv/bin/python benchmarks/embed_throughput.py [--json out.json]
 """
@@ -62,8 +66,19 @@ def write_index(paths: list[str], n: int, out: Path) -> Path:
     return out
 
 
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("nan")
+
+
+def _decoded(image: Any) -> Any:
+    """The preprocessing of column (e): none; the decoded image is dropped for a 1-value tensor."""
+    import torch
+
+    return torch.zeros(1)
 
 
 def measure(
@@ -85,6 +100,14 @@ def measure(
         workers = loader_workers(settings["num_workers"], embedding["threads"])
         pinned = encoder.device == "cuda"
         return make_loader(dataset, batches, workers, pinned, embedding["prefetch_factor"])
+
+    began = time.perf_counter()
+    decode_only = ImageDataset(paths, _decoded, (1,))
+    workers = loader_workers(settings["num_workers"], embedding["threads"])
+    for _ in make_loader(decode_only, batches, workers, False, embedding["prefetch_factor"]):
+        pass
+    raw_decode = rate(n, time.perf_counter() - began)
+    print(f"{name}: (e) decode only {raw_decode:.1f} img/s", flush=True)
 
     began = time.perf_counter()
     preloaded = []
@@ -125,26 +148,56 @@ def measure(
         "d_naive": naive,
         "c_over_min_ab": pipeline / min(decode, forward),
         "c_over_d": pipeline / naive,
+        "e_decode_only": raw_decode,
+        "c_over_e": pipeline / raw_decode,
     }
+
+
+# Run in a fresh process by `peak_memory`: the main process's memory after each import and after
+# the pipeline, from /proc/self/smaps_rollup (Linux). Resident counts shared library pages that
+# every process mapping them shows again; private is what one more such job adds to a node.
+MEMORY_PROBE = """
+import json, resource, sys
+from pathlib import Path
+
+def stage(name, stages=[]):
+    fields = dict.fromkeys(("Rss", "Pss", "Private_Clean", "Private_Dirty"), 0)
+    for line in open("/proc/self/smaps_rollup"):
+        key, _, rest = line.partition(":")
+        if key in fields:
+            fields[key] = int(rest.split()[0]) / 1024
+    stages.append({{"stage": name, "rss": fields["Rss"], "pss": fields["Pss"],
+                    "private": fields["Private_Clean"] + fields["Private_Dirty"]}})
+    return stages
+
+from probelab.embedding import embed_images
+stage("python + probelab.embedding")
+import torch
+stage("+ torch")
+import open_clip
+stage("+ open_clip (timm, torchvision)")
+summary = embed_images(Path({index!r}), Path({out!r}), "demo_openclip", {settings!r},
+                       {embedding!r}, {threads!r})
+stages = stage("after the pipeline")
+print(json.dumps({{"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "rate": summary.images_per_second, "stages": stages}}))
+"""
 
 
 def peak_memory(
     settings: dict[str, Any], embedding: dict[str, Any], paths: list[str], n: int, work: Path
-) -> dict[str, float]:
-    """Peak RSS (MiB) of the pipeline on n images, in a fresh process: main and largest worker."""
+) -> dict[str, Any]:
+    """Peak RSS (MiB) of the pipeline on n images, in a fresh process: main and largest worker,
+    and the main process's memory by stage."""
     index = write_index(paths, n, work / f"memory_{n}.parquet")
-    code = f"""
-import json, resource
-from pathlib import Path
-from probelab.embedding import embed_images
-index, out = Path({str(index)!r}), Path({str(work / f"memory_{n}.h5")!r})
-summary = embed_images(
-    index, out, "demo_openclip", {settings!r}, {embedding!r}, {embedding["threads"]!r}
-)
-print(json.dumps({{"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-                  "rate": summary.images_per_second}}))
-"""
+    code = MEMORY_PROBE.format(
+        index=str(index),
+        out=str(work / f"memory_{n}.h5"),
+        settings=settings,
+        embedding=embedding,
+        threads=embedding["threads"],
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     print(
@@ -168,6 +221,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
+    print(f"# before: {uptime()}", flush=True)
     config = load_config(args.config)
     embedding = config["embedding"]
     # The demo architecture loaded from its file with random weights: speed does not depend on
@@ -195,13 +249,13 @@ def main() -> None:
 
     print(
         f"\n{'encoder':<15}{'(a) decode':>12}{'(b) forward':>13}{'(c) cache':>11}"
-        f"{'(d) naive':>11}{'c/min(a,b)':>12}{'c/d':>7}"
+        f"{'(d) naive':>11}{'(e) decode':>12}{'c/min(a,b)':>12}{'c/d':>7}{'c/e':>7}"
     )
     for r in results:
         print(
             f"{r['encoder']:<15}{r['a_decode_preprocess']:>12.1f}{r['b_forward']:>13.1f}"
-            f"{r['c_pipeline']:>11.1f}{r['d_naive']:>11.1f}{r['c_over_min_ab']:>12.2f}"
-            f"{r['c_over_d']:>7.2f}"
+            f"{r['c_pipeline']:>11.1f}{r['d_naive']:>11.1f}{r['e_decode_only']:>12.1f}"
+            f"{r['c_over_min_ab']:>12.2f}{r['c_over_d']:>7.2f}{r['c_over_e']:>7.2f}"
         )
     print(
         "(images per second; (c) excludes building the model, "
@@ -212,10 +266,17 @@ def main() -> None:
             f"peak RSS of (c) at {n:>5} images: main {m['main']:.0f} MiB, "
             f"largest worker {m['worker']:.0f} MiB ({m['rate']:.1f} img/s)"
         )
+    print("main process by stage (MiB): resident / proportional / private")
+    for entry in memory[large]["stages"]:
+        print(
+            f"  {entry['stage']:<32}{entry['rss']:>7.0f}{entry['pss']:>7.0f}"
+            f"{entry['private']:>7.0f}"
+        )
     ratio = (memory[large]["main"] + memory[large]["worker"]) / (
         memory[small]["main"] + memory[small]["worker"]
     )
     print(f"peak memory ratio {large}/{small} images: {ratio:.3f}")
+    print(f"# after: {uptime()}")
     if args.json:
         args.json.write_text(
             json.dumps(

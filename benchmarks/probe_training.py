@@ -94,6 +94,15 @@ def roofline_epoch(head: torch.nn.Module, dim: int, n: int, params: dict[str, An
     return step * (n / batch) + val_pass
 
 
+def warm_up(config: dict, heads: list[str]) -> None:
+    """Train each head once on a few images, untimed: torch's lazy initialisation and the first
+    calls of each kernel would otherwise be charged to the first head timed."""
+    x, y = probe_problem(600, 64, seed=0)
+    data = {"train": (x[:400], y[:400]), "val": (x[400:], y[400:])}
+    for name in heads:
+        time_head(name, config, data, 400, 64, 1)
+
+
 def time_head(name: str, config: dict, data: dict, n: int, dim: int, epochs: int) -> dict:
     params = dict(config["models"][name], epochs=epochs, patience=epochs + 1)
     settings = TrainSettings.from_config(params, config["training"])
@@ -162,6 +171,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"# before: {uptime()}", flush=True)
     rows = []
+    warm_up(config, args.heads)
     for dim in args.dims:
         x, y = probe_problem(max(args.sizes) + N_VAL + N_TEST, dim, seed=dim)
         data = {
