@@ -1,6 +1,7 @@
 # Helpers of every stage: paths come from probelab.layout, config lookups from here. Included
 # first, so that no rule file depends on another's include order. Nothing here reads a
-# workflow output: checks that need one (subset sizes against the split) run inside the job.
+# workflow output (checks that need one, such as subset sizes against the split, run inside the
+# job) except job_runtime, a resource Snakemake evaluates once the job's input exists.
 import re
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from probelab.report.settings import (
     summary_figures,
 )
 from probelab.sentiment import SPLITS
-from probelab.subsets import mix_path
+from probelab.subsets import job_minutes, mix_path
 from probelab.sentiment.data import input_files
 from probelab.sentiment.encoder import configured_model
 from probelab.sentiment.features import expected_features
@@ -267,6 +268,15 @@ def job_runs(wildcards) -> list[dict]:
         for n in job_sizes(wildcards)
         for seed in subset_seeds()
     ]
+
+
+def job_runtime(wildcards, input) -> int:
+    """Minutes of a train_probe job (training.runtime; probelab.subsets.job_minutes). It reads
+    the job's subset files: Snakemake evaluates a resource of `input` once the job's input
+    exists, so this is the one helper here that reads a workflow output."""
+    return job_minutes(
+        config["training"]["runtime"], [run["subset"] for run in job_runs(wildcards)]
+    )
 
 
 def job_prompt_cache(wildcards) -> list[str]:

@@ -29,7 +29,7 @@ rule train_probe:
     threads: config["training"]["threads"]
     resources:
         mem_mb=config["training"]["mem_mb"],
-        runtime=config["training"]["runtime"],
+        runtime=job_runtime,
     params:
         fingerprints=lambda wildcards: cache_fingerprints(config, wildcards.encoder),
         runs=job_runs,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import PATHOLOGIES, REPO, run_snakemake, tiny_cohort
+from conftest import PATHOLOGIES, REPO, random_demo_encoder, run_snakemake, tiny_cohort
 
 pytestmark = pytest.mark.workflow
 
@@ -85,3 +87,38 @@ def test_subset_job_reports_oversized_request_on_first_run(tmp_path):
     log = (tmp_path / "results" / "tiny" / "logs" / "subset" / "n5000_seed0.log").read_text()
     assert "does not fit the training split" in log
     assert (tmp_path / "results" / "tiny" / "split.parquet").exists()
+
+
+def test_a_training_job_gets_a_runtime_that_grows_with_its_training_images(tmp_path):
+    """training.runtime {base, per_1000_images}: each train_probe job's limit counts the images of
+    its runs' subset files once they exist (n = all: the real train split), and a dry run before
+    they exist still plans the jobs."""
+    training = yaml.safe_load((REPO / "config.yaml").read_text())["training"]
+    runtime = {"base": 3, "per_1000_images": 250}
+    configfile = cohort_config(
+        tmp_path,
+        encoders={"tiny": random_demo_encoder()},
+        models={"baseline_mlp": {}, "linear_probe": {}},
+        training={**training, "job_scope": "size", "runtime": runtime},
+    )
+    before = run_snakemake(tmp_path, "probes", "--dry-run", configfile=configfile)
+    assert before.returncode == 0, before.stderr[-3000:]
+    assert re.search(
+        r"wildcards: encoder=tiny, model=\w+, n=all\n\s+resources: [^\n]*runtime=<TBD>",
+        before.stdout,
+    )
+    assert run_snakemake(tmp_path, "cohort", configfile=configfile).returncode == 0
+    planned = run_snakemake(tmp_path, "probes", "--dry-run", configfile=configfile)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    subsets = tmp_path / "results" / "tiny" / "subsets"
+    expected = {}
+    for n in ("8", "all"):
+        images = sum(len((subsets / f"n{n}" / f"seed{s}.txt").read_text().split()) for s in (0, 1))
+        expected[n] = math.ceil(runtime["base"] + runtime["per_1000_images"] * images / 1000)
+    jobs = re.findall(
+        r"rule train_probe:.*?wildcards: encoder=tiny, model=\w+, n=(\w+).*?runtime=(\d+)",
+        planned.stdout,
+        flags=re.S,
+    )
+    assert len(jobs) == 4 and expected["all"] > expected["8"]
+    assert all(int(minutes) == expected[n] for n, minutes in jobs), jobs

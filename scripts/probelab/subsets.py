@@ -43,6 +43,7 @@ positives (a NaN label is not shown), and, where the index has a `no_finding` co
 from __future__ import annotations
 
 import json
+import math
 import logging
 from pathlib import Path
 
@@ -279,3 +280,17 @@ def read_subset(path: Path, train_ids: set[str]) -> list[str]:
             f"({len(outside)} such ids); rebuild the subsets."
         )
     return ids
+
+
+def job_minutes(runtime: int | dict[str, float], subset_files: list[str | Path]) -> int:
+    """The wall-clock limit in minutes of a training job whose runs train on `subset_files` (one
+    per run): `training.runtime` as a number, or {base, per_1000_images} = base plus the per-1,000
+    figure times the training images of all the job's runs (a subset file lists one image per
+    line, so n = all counts the real train split)."""
+    if isinstance(runtime, int):
+        return runtime
+    images = sum(
+        sum(1 for line in Path(path).read_text().splitlines() if line.strip())
+        for path in subset_files
+    )
+    return math.ceil(runtime["base"] + runtime["per_1000_images"] * images / 1000)
