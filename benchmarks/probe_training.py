@@ -9,11 +9,13 @@ signal under noise) and the hyperparameters of configs/nih.yaml:
           (forward, input gradient and weight gradient of every Linear layer at the row count it
           sees in training, found with forward hooks, plus the validation forward pass), timed
           here with torch.mm on tensors of the same shapes. Target (issue 16): <= 3x at
-          n >= 20,000.
+          n >= 20,000. Beside it, the epoch's AdamW updates alone (memory traffic that no matmul
+          counts: the fusion heads' prompt projections hold 5-8 M parameters).
   linear  probelab.linear.fit_linear_probe (one D x P layer, L-BFGS along the C path) against
           fit_linear_probe_sklearn (one scikit-learn LogisticRegression per pathology and C), at
           the sizes of `--sklearn-at`: seconds, chosen C, test macro AUROC. Target: >= 10x faster
-          at n = 20,000, the same C, |delta AUROC| <= 0.005.
+          at n = 20,000, the same C, |delta AUROC| <= 0.005. text_init_linear (the same solver
+          over its anchor-strength grid) is timed too, for the scale plan.
 
 Prints `uptime` before and after (the machine is shared: ratios measured side by side are the
 figures to quote), one JSON line per measurement, and a table.
@@ -37,6 +39,7 @@ from probelab.config import validate_config
 from probelab.demo.features import probe_problem
 from probelab.heads import build_head
 from probelab.linear import fit_linear_probe, fit_linear_probe_sklearn
+from probelab.text_heads import anchored_linear_head
 from probelab.training import TrainSettings, train_head
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +106,21 @@ def warm_up(config: dict, heads: list[str]) -> None:
         time_head(name, config, data, 400, 64, 1)
 
 
+def optimizer_epoch(head: torch.nn.Module, n: int, params: dict[str, Any]) -> float:
+    """Seconds of one epoch's AdamW updates (fused, as training uses) of the head's parameters
+    with random gradients: memory traffic, outside the roofline's matmuls."""
+    for parameter in head.parameters():
+        parameter.grad = torch.randn_like(parameter)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+    optimizer.step()
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times)) * n / params["batch_size"]
+
+
 def time_head(name: str, config: dict, data: dict, n: int, dim: int, epochs: int) -> dict:
     params = dict(config["models"][name], epochs=epochs, patience=epochs + 1)
     settings = TrainSettings.from_config(params, config["training"])
@@ -123,7 +141,8 @@ def time_head(name: str, config: dict, data: dict, n: int, dim: int, epochs: int
         mega_vector=mega_vector,
     )
     per_epoch = (time.perf_counter() - started) / result.epochs_run
-    roofline = roofline_epoch(build_head(name, dim, 14, params, mega_vector), dim, n, params)
+    head = build_head(name, dim, 14, params, mega_vector)
+    roofline = roofline_epoch(head, dim, n, params)
     return {
         "model": name,
         "dim": dim,
@@ -131,6 +150,7 @@ def time_head(name: str, config: dict, data: dict, n: int, dim: int, epochs: int
         "s_per_epoch": round(per_epoch, 3),
         "roofline_s_per_epoch": round(roofline, 3),
         "x_roofline": round(per_epoch / roofline, 2),
+        "optimizer_s_per_epoch": round(optimizer_epoch(head, n, params), 3),
     }
 
 
@@ -147,6 +167,24 @@ def time_linear(fit, config: dict, data: dict, n: int) -> tuple[float, Any]:
         max_iter=linear["max_iter"],
     )
     return time.perf_counter() - started, probe
+
+
+def time_text_init_linear(config: dict, data: dict, n: int, dim: int) -> tuple[float, Any]:
+    """text_init_linear with random prompt embeddings: a timing of its solver, not a result."""
+    params = config["models"]["text_init_linear"]
+    text = np.random.default_rng(2).standard_normal((14, dim))
+    started = time.perf_counter()
+    head, _ = anchored_linear_head(
+        data["train"][0][:n],
+        data["train"][1][:n],
+        *data["val"],
+        text_embeddings=text,
+        logit_scale=100.0,
+        logit_bias=-10.0,
+        strengths=params["anchor_strengths"],
+        max_iter=params["max_iter"],
+    )
+    return time.perf_counter() - started, head
 
 
 def macro_auroc(probe, x: np.ndarray, y: np.ndarray) -> float:
@@ -204,11 +242,25 @@ def main() -> None:
                 }
             rows.append(row)
             print(json.dumps(row), flush=True)
+            seconds, head = time_text_init_linear(config, data, n, dim)
+            rows.append(
+                {
+                    "model": "text_init_linear",
+                    "dim": dim,
+                    "n": n,
+                    "s_per_fit": round(seconds, 2),
+                    "test_auroc": round(macro_auroc(head, *data["test"]), 4),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
     print(f"# after: {uptime()}\n")
-    print("| model | D | n | s / epoch (heads) or s / fit | roofline s / epoch | x roofline |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| model | D | n | s / epoch (heads) or s / fit | roofline s / epoch | x roofline "
+        "| AdamW updates s / epoch |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        if row["model"] == "linear_probe":
+        if row["model"] in ("linear_probe", "text_init_linear"):
             extra = ""
             if "speedup" in row:
                 extra = (
@@ -216,11 +268,14 @@ def main() -> None:
                     f"C {row['C']} vs {row['sklearn_C']}; AUROC {row['test_auroc']} vs "
                     f"{row['sklearn_test_auroc']})"
                 )
-            print(f"| linear_probe | {row['dim']} | {row['n']} | {row['s_per_fit']}{extra} | | |")
+            print(
+                f"| {row['model']} | {row['dim']} | {row['n']} | {row['s_per_fit']}{extra} | | | |"
+            )
         else:
             print(
                 f"| {row['model']} | {row['dim']} | {row['n']} | {row['s_per_epoch']} | "
-                f"{row['roofline_s_per_epoch']} | {row['x_roofline']} |"
+                f"{row['roofline_s_per_epoch']} | {row['x_roofline']} | "
+                f"{row['optimizer_s_per_epoch']} |"
             )
 
 
