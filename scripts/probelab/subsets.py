@@ -43,8 +43,8 @@ positives (a NaN label is not shown), and, where the index has a `no_finding` co
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
