@@ -19,9 +19,10 @@ from probelab.masking import fill_masked, is_masked, observed
 
 log = logging.getLogger(__name__)
 
-# Stopping tolerance of the linear probe's L-BFGS (largest gradient entry of the mean loss):
-# below scikit-learn's default (1e-4), measured in benchmarks/probe_training.py to match its
-# solutions to within 0.005 AUROC and pick the same C.
+# Stopping tolerance of the linear probe's L-BFGS (largest gradient entry of the mean loss), far
+# below scikit-learn's 1e-4 per regression: the joint fit then reaches at least scikit-learn's
+# optimum for every pathology (tests/test_linear_probe.py). 1e-4 would be about 2.5x faster
+# (docs/performance.md) but stops short of it.
 LINEAR_PROBE_GTOL = 1e-6
 
 
