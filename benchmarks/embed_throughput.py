@@ -154,8 +154,9 @@ def measure(
 
 
 # Run in a fresh process by `peak_memory`: the main process's memory after each import and after
-# the pipeline, from /proc/self/smaps_rollup (Linux). Resident counts shared library pages that
-# every process mapping them shows again; private is what one more such job adds to a node.
+# the pipeline, from /proc/self/smaps_rollup, and its peak (Linux). Resident counts shared
+# library pages that every process mapping them shows again; private is what one more such job
+# adds to a node.
 MEMORY_PROBE = """
 import json, resource, sys
 from pathlib import Path
@@ -179,7 +180,10 @@ stage("+ open_clip (timm, torchvision)")
 summary = embed_images(Path({index!r}), Path({out!r}), "demo_openclip", {settings!r},
                        {embedding!r}, {threads!r})
 stages = stage("after the pipeline")
-print(json.dumps({{"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a process started from a large
+# parent (this benchmark, with ViT-B/16 loaded) would report the parent's size as its own peak.
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({{"main": peak / 1024,
                   "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "rate": summary.images_per_second, "stages": stages}}))
 """
