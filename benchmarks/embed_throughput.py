@@ -95,16 +95,14 @@ def measure(
     n = len(paths)
     batches = list(chunk_batches(0, n, embedding["chunk_size"], settings["batch_size"]))
 
-    def loader():
-        dataset = ImageDataset(paths, encoder.preprocess, encoder.input_shape)
+    def loader(preprocess=encoder.preprocess, shape=encoder.input_shape):
+        dataset = ImageDataset(paths, preprocess, shape)
         workers = loader_workers(settings["num_workers"], embedding["threads"])
         pinned = encoder.device == "cuda"
         return make_loader(dataset, batches, workers, pinned, embedding["prefetch_factor"])
 
     began = time.perf_counter()
-    decode_only = ImageDataset(paths, _decoded, (1,))
-    workers = loader_workers(settings["num_workers"], embedding["threads"])
-    for _ in make_loader(decode_only, batches, workers, False, embedding["prefetch_factor"]):
+    for _ in loader(_decoded, (1,)):
         pass
     raw_decode = rate(n, time.perf_counter() - began)
     print(f"{name}: (e) decode only {raw_decode:.1f} img/s", flush=True)

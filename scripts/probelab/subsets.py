@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -289,8 +290,10 @@ def job_minutes(runtime: int | dict[str, float], subset_files: list[str | Path])
     line, so n = all counts the real train split)."""
     if isinstance(runtime, int):
         return runtime
+    # several runs of a job (its models) may train on one subset: read each file once
+    runs = Counter(str(path) for path in subset_files)
     images = sum(
-        sum(1 for line in Path(path).read_text().splitlines() if line.strip())
-        for path in subset_files
+        count * sum(1 for line in Path(path).read_text().splitlines() if line.strip())
+        for path, count in runs.items()
     )
     return math.ceil(runtime["base"] + runtime["per_1000_images"] * images / 1000)
