@@ -166,7 +166,9 @@ def anchored_linear_head(
     intercept[~varied] = (prior - mean_logit)[~varied]
     w0 = zero_shot.weight * slope[:, None]
     b0 = zero_shot.bias * slope + intercept
-    # Standardised coordinates: U = W * sigma, c = b + W @ mu.
+    # Standardised coordinates: U = W * sigma, c = b + W @ mu. The change of variables leaves
+    # the minimiser unchanged and conditions L-BFGS far better than the raw normalised features,
+    # whose spread is tiny.
     u, c = w0 * sigma, b0 + w0 @ mu
 
     def candidate(u_varied: np.ndarray, c_varied: np.ndarray, strength: float) -> LinearMap:
