@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from probelab.metrics import (
     baseline_rows,
     evaluate,
+    decision_rows,
     f1_optimal_threshold,
     label_counts,
     label_exclusions,
@@ -256,3 +257,28 @@ def test_macro_metrics_average_exactly_the_evaluated_pathologies() -> None:
     assert all(r["value"] is None for r in nothing)
     baseline = baseline_rows("val", truth, truth.mean(axis=0), PATHOLOGIES, 0, ["A", "C"])
     assert lookup([r for r in baseline if r["policy"] == "all_negative"], "auroc", "B") is None
+
+
+def test_one_evaluated_pathology_gives_its_own_precision_recall_and_f1():
+    """Issue 23.1: an (N, 1) array is a binary problem over {0, 1} to scikit-learn; the values
+    must be the positive class's, counted here by hand."""
+    truth = np.array([[1, 0], [1, 1], [0, 0], [1, 0]])
+    predicted = np.array([[1, 0], [0, 1], [0, 1], [1, 0]])
+    rows = decision_rows("test", "tuned", truth, predicted, ["A", "B"], ["A"])
+    value = {(r["metric"], r["pathology"]): r["value"] for r in rows}
+    # A: 3 positives, 2 found, no false positive
+    for pathology in ("A", "macro", "micro"):
+        assert value[("precision", pathology)] == 1.0
+        assert value[("recall", pathology)] == pytest.approx(2 / 3)
+        assert value[("f1", pathology)] == pytest.approx(0.8)
+    assert value[("exact_match", "micro")] == 0.75  # one of four A labels is wrong
+    assert value[("recall", "B")] is None
+
+
+def test_all_negative_baseline_of_one_pathology_finds_nothing():
+    truth = np.array([[1.0], [0.0], [1.0], [0.0]])
+    rows = baseline_rows("test", truth, np.array([0.5]), ["A"], seed=0)
+    value = {(r["policy"], r["metric"], r["pathology"]): r["value"] for r in rows}
+    for metric in ("precision", "recall", "f1"):
+        assert value[("all_negative", metric, "macro")] == 0.0
+        assert value[("all_negative", metric, "A")] == 0.0

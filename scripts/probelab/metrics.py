@@ -29,9 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import (
-    accuracy_score,
     average_precision_score,
-    hamming_loss,
     precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
@@ -282,8 +280,12 @@ def decision_rows(
     Exact match and Hamming loss pool the evaluated labels of all images, so they carry pathology
     "micro". Precision of a pathology never predicted positive (and recall of one never positive)
     counts as 0, scikit-learn's `zero_division=0` convention; under the evaluation rule an
-    evaluated pathology always has positives, so only the first can happen. With NaN labels (not
-    observed) see `_masked_decision_rows`.
+    evaluated pathology always has positives, so only the first can happen.
+
+    Every per-pathology value comes from a 1-D binary call on one column (`_column_decision_rows`),
+    never from a 2-D one: scikit-learn reads an (N, 1) label array as a binary problem over the
+    classes {0, 1}, so with one evaluated pathology its "per class" values would be the negative
+    class's and its "macro" the mean over both classes.
     """
     columns = _columns(pathologies, evaluated)
     if not columns:
@@ -294,33 +296,12 @@ def decision_rows(
         for name in [*pathologies, "macro", "micro"]:
             rows += [_row(split, policy, m, name, None) for m in ("precision", "recall", "f1")]
         return rows
-    truth_e, predicted_e = truth[:, columns], predicted[:, columns]
-    if is_masked(truth_e):
-        return _masked_decision_rows(split, policy, truth_e, predicted_e, pathologies, columns)
-    rows = [
-        _row(split, policy, "exact_match", "micro", accuracy_score(truth_e, predicted_e)),
-        _row(split, policy, "hamming_loss", "micro", hamming_loss(truth_e, predicted_e)),
-    ]
-    per_class = precision_recall_fscore_support(truth_e, predicted_e, average=None, zero_division=0)
-    position = {k: i for i, k in enumerate(columns)}
-    for k, name in enumerate(pathologies):
-        for metric, values in zip(("precision", "recall", "f1"), per_class[:3], strict=True):
-            rows.append(
-                _row(split, policy, metric, name, values[position[k]] if k in position else None)
-            )
-    for average in ("macro", "micro"):
-        p, r, f, _ = precision_recall_fscore_support(
-            truth_e, predicted_e, average=average, zero_division=0
-        )
-        rows += [
-            _row(split, policy, "precision", average, p),
-            _row(split, policy, "recall", average, r),
-            _row(split, policy, "f1", average, f),
-        ]
-    return rows
+    return _column_decision_rows(
+        split, policy, truth[:, columns], predicted[:, columns], pathologies, columns
+    )
 
 
-def _masked_decision_rows(
+def _column_decision_rows(
     split: str,
     policy: str,
     truth_e: np.ndarray,
@@ -329,10 +310,11 @@ def _masked_decision_rows(
     columns: list[int],
 ) -> list[Row]:
     """`decision_rows` over the observed cells of the evaluated columns (`truth_e`, `predicted_e`:
-    those columns only): per pathology its observed images; micro precision, recall and F1 the
-    pooled observed cells; exact match the share of images (with at least one observed label)
-    whose observed labels are all right; Hamming loss the share of observed cells that are wrong.
-    The same scikit-learn functions as the unmasked path, on the observed entries."""
+    those columns only; every cell observed when the labels carry no NaN): per pathology its
+    observed images; micro precision, recall and F1 the pooled observed cells (multilabel micro
+    averaging pools true and false positives over cells the same way); exact match the share of
+    images (with at least one observed label) whose observed labels are all right; Hamming loss
+    the share of observed cells that are wrong."""
     seen = observed(truth_e)
     truth_filled = np.where(seen, truth_e, 0).astype(np.int8)
     predicted_e = np.asarray(predicted_e).astype(np.int8)
@@ -371,9 +353,7 @@ def _masked_decision_rows(
         for j, metric in enumerate(("precision", "recall", "f1")):
             value = per_class[k][j] if k in per_class else None
             rows.append(_row(split, policy, metric, name, value))
-    # macro: the mean of the per-pathology values (None when one is undefined, as `_macro`);
-    # micro: binary scores of the pooled observed cells (multilabel micro averaging pools true
-    # and false positives over cells the same way)
+    # macro: the mean of the per-pathology values (None when one is undefined, as `_macro`)
     macro = [
         _macro([per_class[k][j] for k in columns], list(range(len(columns)))) for j in range(3)
     ]
