@@ -104,7 +104,7 @@ if external_names():
             fingerprint=lambda wildcards: image_fingerprint(wildcards.encoder),
             pathologies=config["pathologies"],
             labelled=external_pathologies,
-            min_positives=config["training"]["min_positives"],
+            min_positives=config["training"]["min_test_positives"],
         script:
             "../scripts/evaluate_external.py"
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         ],
         pathologies=config["pathologies"],
         labelled=config["external"][args.external]["pathologies"] or config["pathologies"],
-        min_positives=config["training"]["min_positives"],
+        min_positives=config["training"]["min_test_positives"],
     )
 
 

@@ -313,7 +313,7 @@ def test_min_positives_counts_observed_positives() -> None:
     y_train[positive_rows[1:], 1] = np.nan
     counts = {"train": label_counts(y_train), "val": label_counts(data["y_val"])}
     reasons = label_exclusions(counts, ["A", "B", "C"], 2)
-    assert reasons["B"].startswith("1 positive in the training subset")
+    assert reasons["B"].startswith("1 positive patient in the training subset")
     features = {"train": data["x_train"], "val": data["x_val"], "test": data["x_val"]}
     run = fit_and_freeze(
         "linear_probe",

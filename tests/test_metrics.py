@@ -226,13 +226,32 @@ def test_the_evaluation_rule_names_each_failing_split() -> None:
     test = np.array([[1, 1, 1, 0], [1, 0, 0, 1]])
     counts = {"train": label_counts(train), "val": label_counts(val), "test": label_counts(test)}
     assert label_exclusions(counts, ["A", "B", "C", "D"], 1) == {
-        "A": "no negative in test (min_positives 1)",
-        "C": "0 positives in the training subset (min_positives 1)",
-        "D": "no negative in the training subset (min_positives 1)",
+        "A": "no negative in test",
+        "C": "0 positive patients in the training subset (needs 1)",
+        "D": "no negative in the training subset",
     }
     assert label_exclusions(counts, ["A", "B", "C", "D"], 2)["B"] == (
-        "1 positive in validation, 1 positive in test (min_positives 2)"
+        "1 positive patient in validation (needs 2), 1 positive patient in test (needs 2)"
     )
+    limits = {"train": 1, "val": 1, "test": 2}
+    assert label_exclusions(counts, ["A", "B", "C", "D"], limits)["B"] == (
+        "1 positive patient in test (needs 2)"
+    )
+
+
+def test_the_evaluation_rule_counts_positive_patients_not_images() -> None:
+    """Two positive images of one patient are one draw of the patient bootstrap."""
+    truth = np.array([[1, 0], [1, 0], [0, 1], [0, np.nan], [1, 1]])
+    patients = ["p1", "p1", "p2", "p2", "p3"]
+    positives, negatives = label_counts(truth, patients)
+    # by hand: A positive in p1, p3; negative in p2. B positive in p2, p3; negative in p1.
+    assert positives.tolist() == [2, 2] and negatives.tolist() == [1, 1]
+    assert label_counts(truth)[0].tolist() == [3, 2]  # images
+    reasons = label_exclusions({"test": (positives, negatives)}, ["A", "B"], 3)
+    assert reasons == {
+        "A": "2 positive patients in test (needs 3)",
+        "B": "2 positive patients in test (needs 3)",
+    }
 
 
 def test_macro_metrics_average_exactly_the_evaluated_pathologies() -> None:

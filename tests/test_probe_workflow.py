@@ -56,7 +56,8 @@ PARAMS = {
     },
     "zero_shot": {"enabled": True},
 }
-TRAINING = {"device": "cpu", "threads": 1, "eval_batch_size": 32}
+# min_test_positives 1: these tests are about the mechanics of the rule on a small cohort
+TRAINING = {"device": "cpu", "threads": 1, "eval_batch_size": 32, "min_test_positives": 1}
 
 
 def write_cohort(root: Path, *, test_label_seed: int | None = None) -> dict[str, Path]:
@@ -372,14 +373,14 @@ def test_a_pathology_without_validation_positives_is_excluded_with_its_reason(
     set_labels(cohort, "val", "C", 0)
     with caplog.at_level("WARNING", logger="probelab"):
         documents = run(cohort, model, tmp_path / "out")
-    reason = "0 positives in validation (min_positives 1); not trained"
+    reason = "0 positive patients in validation (needs 1); not trained"
     assert f"{model}/n30/seed0: pathology C is left out of training and evaluation: {reason}" in (
         caplog.text
     )
     for seed, document in zip(SEEDS, documents, strict=True):
         assert document["evaluated_pathologies"] == ["A", "B"]
         assert document["excluded_pathologies"] == {"C": reason}
-        assert document["positives"]["val"]["C"] == 0
+        assert document["positives"]["val"]["C"] == document["positive_patients"]["val"]["C"] == 0
         assert document["thresholds"]["C"] is None and document["logit_thresholds"]["C"] is None
         for split in ("val", "test"):
             predictions = pd.read_parquet(
@@ -408,7 +409,7 @@ def test_a_pathology_without_test_positives_is_trained_but_not_evaluated(
     set_labels(cohort, "test", "B", 0)
     with caplog.at_level("WARNING", logger="probelab"):
         document = run(cohort, "linear_probe", tmp_path / "out")[0]
-    reason = "0 positives in test (min_positives 1); trained, not evaluated"
+    reason = "0 positive patients in test (needs 1); trained, not evaluated"
     assert document["excluded_pathologies"] == {"B": reason}
     assert f"pathology B is left out of evaluation: {reason}" in caplog.text
     # trained: it has logits and a threshold; not evaluated: no metric, on either split
@@ -429,8 +430,8 @@ def test_min_positives_comes_from_the_training_config(
     cohort: dict[str, Path], tmp_path: Path
 ) -> None:
     documents = run(cohort, "linear_probe", tmp_path / "one")
-    counts = documents[0]["positives"]
-    fewest = {p: min(counts[split][p] for split in counts) for p in PATHOLOGIES}
+    counts = documents[0]["positive_patients"]
+    fewest = {p: min(counts[split][p] for split in ("train", "val")) for p in PATHOLOGIES}
     threshold = min(fewest.values()) + 1  # leaves out the rarest pathology
     strict = run(
         cohort,
@@ -442,7 +443,7 @@ def test_min_positives_comes_from_the_training_config(
     assert 0 < len(left_out) < len(PATHOLOGIES)
     assert sorted(strict["excluded_pathologies"]) == left_out
     assert strict["run"]["min_positives"] == threshold
-    assert all(f"(min_positives {threshold})" in r for r in strict["excluded_pathologies"].values())
+    assert all(f"(needs {threshold})" in r for r in strict["excluded_pathologies"].values())
     assert strict["evaluated_pathologies"] == [p for p in PATHOLOGIES if p not in left_out]
     with pytest.raises(ValueError, match=r"no pathology has at least 1000 positive training"):
         run(cohort, "linear_probe", tmp_path / "none", training={**TRAINING, "min_positives": 1000})
@@ -729,3 +730,33 @@ def test_the_demo_matrix_runs_the_ablation_controls_and_the_text_heads(tmp_path:
     assert ["weighted_sum", "weighted_sum_no_text"] in pairs
     compared = set(config["report"]["comparisons"]["models"])
     assert {"text_init_linear", "text_pair_scorer"} <= compared
+
+
+def test_the_test_side_of_the_rule_counts_positive_patients(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 23.4: every positive test image of B moved to one patient is one positive patient,
+    so min_test_positives 2 leaves B out of evaluation, however many images it has; the counts
+    of metrics.json are checked against a hand count of the index."""
+    index = pd.read_parquet(cohort["index"])
+    test_ids = set(pd.read_parquet(cohort["split"]).query("split == 'test'")["image_id"])
+    in_test = index["image_id"].isin(test_ids)
+    positive_b = in_test & (index["B"] == 1)
+    assert positive_b.sum() >= 2
+    index.loc[positive_b, "patient_id"] = "one-patient"
+    index.to_parquet(cohort["index"])
+    document = run(
+        cohort,
+        "linear_probe",
+        tmp_path / "out",
+        training={**TRAINING, "min_test_positives": 2},
+    )[0]
+    assert document["excluded_pathologies"]["B"] == (
+        "1 positive patient in test (needs 2); trained, not evaluated"
+    )
+    assert document["positives"]["test"]["B"] == int(positive_b.sum())
+    for name in ("A", "C"):
+        by_hand = index.loc[in_test & (index[name] == 1), "patient_id"].nunique()
+        assert document["positive_patients"]["test"][name] == by_hand
+    assert document["run"]["min_test_positives"] == 2
+    assert "B" not in document["evaluated_pathologies"]

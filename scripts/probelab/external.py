@@ -11,7 +11,8 @@ internal and external intervals are computed the same way (docs/report.md, "Exte
 
 A pathology the external cohort does not label has NaN truth there (masked, probelab.masking) and
 is listed in metrics.json's excluded_pathologies with that reason; one it labels but with too few
-positives or negatives (training.min_positives) likewise.
+positive patients (training.min_test_positives, the test side of the evaluation rule) or no
+negative patient likewise.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import pandas as pd
 
 from probelab.io import write_json, write_parquet
 from probelab.linear import LinearMap
-from probelab.masking import negatives, positives
-from probelab.metrics import DEFAULT_LOGIT_THRESHOLD, evaluate
+from probelab.masking import positives
+from probelab.metrics import DEFAULT_LOGIT_THRESHOLD, evaluate, label_counts
 from probelab.probe_job import predictions_table, read_features
 
 log = logging.getLogger(__name__)
@@ -94,16 +95,18 @@ def external_scope(
     internal: dict[str, Any],
     min_positives: int,
     name: str,
+    patients: np.ndarray | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The pathologies an external evaluation covers: trained by the run, labelled by the external
-    cohort, with at least min_positives positive and one negative external image."""
+    cohort, with at least min_positives positive and one negative external patient (`patients`:
+    each row's patient; None counts images)."""
     excluded: dict[str, str] = {}
     not_trained = {
         p: reason
         for p, reason in internal.get("excluded_pathologies", {}).items()
         if reason.endswith("not trained")
     }
-    pos, neg = positives(truth).sum(axis=0), negatives(truth).sum(axis=0)
+    pos, neg = label_counts(truth, patients)
     for k, pathology in enumerate(pathologies):
         if pathology not in labelled:
             excluded[pathology] = NOT_LABELLED.format(name=name)
@@ -111,8 +114,8 @@ def external_scope(
             excluded[pathology] = not_trained[pathology]
         elif pos[k] < min_positives or neg[k] < 1:
             excluded[pathology] = (
-                f"{int(pos[k])} positives and {int(neg[k])} negatives in external cohort {name} "
-                f"(min_positives {min_positives})"
+                f"{int(pos[k])} positive and {int(neg[k])} negative patients in external cohort "
+                f"{name} (needs {min_positives} positive)"
             )
     return [p for p in pathologies if p not in excluded], excluded
 
@@ -146,7 +149,13 @@ def evaluate_external(
         internal = json.loads((run.run_dir / "metrics.json").read_text())
         logits = frozen_scorer(run.run_dir / "model.pt", pathologies)(x)
         evaluated, excluded = external_scope(
-            truth, pathologies, labelled, internal, min_positives, name
+            truth,
+            pathologies,
+            labelled,
+            internal,
+            min_positives,
+            name,
+            rows["patient_id"].astype(str).to_numpy(),
         )
         write_parquet(
             run.out_dir / "predictions_test.parquet",

@@ -45,8 +45,10 @@ from probelab.text_heads import fit_text_init_linear, fusion_input
 
 log = logging.getLogger(__name__)
 
-# Default of config key training.min_positives (schemas/probe.schema.yaml).
+# Defaults of config keys training.min_positives and training.min_test_positives
+# (schemas/probe.schema.yaml).
 MIN_POSITIVES = 1
+MIN_TEST_POSITIVES = 10
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,9 @@ class FrozenRun:
     train_seconds: float
     n_train: int
     min_positives: int = MIN_POSITIVES
-    train_counts: tuple[np.ndarray, np.ndarray] | None = None  # positives, negatives
+    min_test_positives: int = MIN_TEST_POSITIVES
+    train_counts: tuple[np.ndarray, np.ndarray] | None = None  # positive, negative patients
+    train_positive_images: np.ndarray | None = None
     not_trained: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,7 +148,8 @@ class EvaluationScope:
 
     evaluated: list[str]
     excluded: dict[str, str]  # pathology -> reason
-    positives: dict[str, dict[str, int]]  # split -> pathology -> positive images
+    positives: dict[str, dict[str, int]]  # split -> pathology -> positive images (for readers)
+    positive_patients: dict[str, dict[str, int]] = field(default_factory=dict)  # what was judged
 
 
 @dataclass
@@ -161,6 +166,17 @@ class LabelReader:
 
     def labels(self, image_ids: Sequence[str]) -> np.ndarray:
         return read_labels(self.index_path, image_ids, self.pathologies)
+
+    def patients(self, image_ids: Sequence[str]) -> np.ndarray:
+        """The patient of each image, in order (the evaluation rule counts patients)."""
+        wanted = list(image_ids)
+        table = pd.read_parquet(
+            self.index_path,
+            columns=["image_id", "patient_id"],
+            filters=[("image_id", "in", wanted)],
+        )
+        table = table.drop_duplicates("image_id").set_index("image_id")
+        return table.loc[wanted, "patient_id"].astype(str).to_numpy()
 
     def test_labels(self, image_ids: Sequence[str], frozen: Sequence[FrozenRun]) -> np.ndarray:
         if not frozen or not all(isinstance(run, FrozenRun) for run in frozen):
@@ -293,12 +309,14 @@ def fit_and_freeze(
     run_name: str,
     prompts: Prompts | None = None,
     pathologies: Sequence[str] | None = None,
+    patients: dict[str, np.ndarray] | None = None,
 ) -> FrozenRun:
     """Phase 1: drop the pathologies the training subset or validation cannot support, fit
     `model` on the others, choose everything on val, predict val and test logits, freeze.
 
     `features` maps "train", "val", "test" to float32 feature arrays (N x D); `pathologies` names
-    the label columns (for the log and the reasons; default their numbers).
+    the label columns (for the log and the reasons; default their numbers); `patients` ("train",
+    "val") the patient of each row, whom the evaluation rule counts (default: each image its own).
     """
     if needs_prompts(model) and prompts is None:
         raise ValueError(
@@ -306,12 +324,15 @@ def fit_and_freeze(
         )
     started = time.perf_counter()
     names = [str(k) for k in range(y_train.shape[1])] if pathologies is None else list(pathologies)
+    patients = patients or {}
     min_positives = int(training.get("min_positives", MIN_POSITIVES))
-    train_counts = label_counts(y_train)
+    train_counts = label_counts(y_train, patients.get("train"))
     not_trained = {
         name: f"{reason}; not trained"
         for name, reason in label_exclusions(
-            {"train": train_counts, "val": label_counts(y_val)}, names, min_positives
+            {"train": train_counts, "val": label_counts(y_val, patients.get("val"))},
+            names,
+            min_positives,
         ).items()
     }
     for name, reason in not_trained.items():
@@ -322,7 +343,7 @@ def fit_and_freeze(
     if not kept:
         raise ValueError(
             f"run {run_name}: no pathology has at least {min_positives} positive training and "
-            "validation image(s), so there is nothing to train; lower training.min_positives "
+            "validation patient(s), so there is nothing to train; lower training.min_positives "
             "or leave this training-set size out of subsets.sizes."
         )
     fitted = fit_model(
@@ -356,7 +377,9 @@ def fit_and_freeze(
         train_seconds=time.perf_counter() - started,
         n_train=int(y_train.shape[0]),
         min_positives=min_positives,
+        min_test_positives=int(training.get("min_test_positives", MIN_TEST_POSITIVES)),
         train_counts=train_counts,
+        train_positive_images=positive_labels(y_train).sum(axis=0).astype(int),
         not_trained=not_trained,
     )
 
@@ -401,19 +424,37 @@ def _note_saturated(run_name: str, logits: np.ndarray) -> None:
 
 
 def evaluation_scope(
-    run: FrozenRun, y_val: np.ndarray, y_test: np.ndarray, pathologies: Sequence[str]
+    run: FrozenRun,
+    y_val: np.ndarray,
+    y_test: np.ndarray,
+    pathologies: Sequence[str],
+    patients: dict[str, np.ndarray] | None = None,
 ) -> EvaluationScope:
     """Phase 2: the pathologies every metric of `run` covers and why the others do not.
 
-    The rule (probelab.metrics.label_exclusions) over the training subset, validation and test:
-    a pathology left out of training is excluded; one trained but short of test positives is
-    excluded from evaluation only (the test split may not change what was trained).
+    The rule (probelab.metrics.label_exclusions) over the training subset, validation and test,
+    counting positive patients (`patients`: "val", "test" -> the patient of each row): at least
+    training.min_positives in the training subset and validation, training.min_test_positives
+    in test, where the intervals resample them (docs/rare_labels.md). A pathology left out of
+    training is excluded; one trained but short of test positives is excluded from evaluation
+    only (the test split may not change what was trained).
     """
     names = list(pathologies)
-    counts = {"val": label_counts(y_val), "test": label_counts(y_test)}
+    patients = patients or {}
+    counts = {
+        "val": label_counts(y_val, patients.get("val")),
+        "test": label_counts(y_test, patients.get("test")),
+    }
     if run.train_counts is not None:
         counts = {"train": run.train_counts, **counts}
-    failing = label_exclusions(counts, names, run.min_positives)
+    limits = {"train": run.min_positives, "val": run.min_positives, "test": run.min_test_positives}
+    positive_images = {
+        split: positive_labels(truth).sum(axis=0)
+        for split, truth in (("val", y_val), ("test", y_test))
+    }
+    if run.train_positive_images is not None:
+        positive_images = {"train": run.train_positive_images, **positive_images}
+    failing = label_exclusions(counts, names, limits)
     excluded = {
         name: run.not_trained.get(name) or f"{reason}; trained, not evaluated"
         for name, reason in failing.items()
@@ -424,6 +465,10 @@ def evaluation_scope(
         evaluated=[name for name in names if name not in excluded],
         excluded=excluded,
         positives={
+            split: dict(zip(names, (int(v) for v in images), strict=True))
+            for split, images in positive_images.items()
+        },
+        positive_patients={
             split: dict(zip(names, (int(v) for v in positives), strict=True))
             for split, (positives, _) in counts.items()
         },

@@ -103,6 +103,7 @@ class EvaluationImages:
     test_ids: list[str]
     features: dict[str, np.ndarray]  # "val" and "test"
     y_val: np.ndarray
+    patients: dict[str, np.ndarray]  # "val" and "test": each image's patient
 
 
 def train_probe(
@@ -215,6 +216,7 @@ def read_evaluation_images(
         test_ids=test_ids,
         features={"val": table.take(val_ids), "test": table.take(test_ids)},
         y_val=labels.labels(val_ids),
+        patients={"val": labels.patients(val_ids), "test": labels.patients(test_ids)},
     )
 
 
@@ -256,6 +258,7 @@ def fit_runs(
             run_name=run_name,
             prompts=prompts,
             pathologies=pathologies,
+            patients={"train": labels.patients(train_ids), "val": images.patients["val"]},
         )
         out = Path(spec.out_dir)
         _save_model(out / "model.pt", run)
@@ -289,7 +292,7 @@ def evaluate_on_test(
             out / "predictions_test.parquet",
             predictions_table(images.test_ids, run.test_logits, y_test, pathologies),
         )
-        scope = evaluation_scope(run, images.y_val, y_test, pathologies)
+        scope = evaluation_scope(run, images.y_val, y_test, pathologies, images.patients)
         for name, reason in scope.excluded.items():
             if name not in run.not_trained:  # those were warned about when fitting
                 log.warning(
@@ -329,6 +332,7 @@ def _run_facts(
         "best_epoch": run.best_epoch,
         "train_seconds": round(run.train_seconds, 3),
         "min_positives": run.min_positives,
+        "min_test_positives": run.min_test_positives,
         "hyperparameters": run.hparams,
     }
 
@@ -355,10 +359,11 @@ def _thresholds(run: FrozenRun, pathologies: Sequence[str]) -> dict[str, dict[st
 
 def _scope_facts(scope: EvaluationScope) -> dict[str, Any]:
     """Which pathologies every macro and pooled metric of the run averages over, the others with
-    their reason, and the positive images per split they were judged on."""
+    their reason, the positive patients per split they were judged on, and the positive images."""
     return {
         "evaluated_pathologies": scope.evaluated,
         "excluded_pathologies": scope.excluded,
+        "positive_patients": scope.positive_patients,
         "positives": scope.positives,
     }
 
