@@ -18,6 +18,7 @@ from probelab.config import ConfigError, check_config, config_hash, validate_con
 from probelab.report import steps
 from probelab.report.aggregate import (
     RunFolderError,
+    evaluated_sets,
     history_table,
     metrics_table,
     read_run,
@@ -72,8 +73,9 @@ def test_metrics_table_has_one_row_per_run_split_policy_metric_pathology(runs):
 
 
 def test_summary_by_setting_is_mean_std_and_count_over_seeds(runs):
-    table = metrics_table(read_runs(runs), "demo")
-    summary = summarise_by_setting(table)
+    folders = read_runs(runs)
+    table = metrics_table(folders, "demo")
+    summary = summarise_by_setting(table, evaluated_sets(folders))
     key = dict(
         encoder="enc_a",
         model="baseline_mlp",
@@ -99,10 +101,11 @@ def test_undefined_values_stay_undefined_and_are_not_counted(tmp_path, runs):
         if row["metric"] == "auroc" and row["pathology"] == "Hernia":
             row["value"] = None
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    table = metrics_table([read_run(folder)], "demo")
+    run = read_run(folder)
+    table = metrics_table([run], "demo")
     hernia = table[(table["metric"] == "auroc") & (table["pathology"] == "Hernia")]
     assert hernia["value"].isna().all()
-    summary = summarise_by_setting(table)
+    summary = summarise_by_setting(table, evaluated_sets([run]))
     assert (
         summary.loc[(summary["metric"] == "auroc") & (summary["pathology"] == "Hernia"), "n_seeds"]
         == 0
@@ -148,7 +151,9 @@ def test_aggregate_step_writes_the_three_tables(runs, tmp_path):
     folders = read_runs(runs)
     expected = {
         "metrics.csv": metrics_table(folders, "demo"),
-        "summary_by_setting.csv": summarise_by_setting(metrics_table(folders, "demo")),
+        "summary_by_setting.csv": summarise_by_setting(
+            metrics_table(folders, "demo"), evaluated_sets(folders)
+        ),
         "history.csv": history_table(folders),
     }
     for (name, table), written in zip(expected.items(), returned, strict=True):
@@ -317,7 +322,10 @@ def test_summary_md_from_hand_made_runs(runs, tmp_path):
     )
     ci, comparisons = bootstrap_tables(folders, results / "split.parquet", PATHOLOGIES, settings)
     tables = {name: tmp_path / f"{name}.csv" for name in ("by_setting", "ci", "comparisons")}
-    write_table(tables["by_setting"], summarise_by_setting(metrics_table(folders, "demo")))
+    write_table(
+        tables["by_setting"],
+        summarise_by_setting(metrics_table(folders, "demo"), evaluated_sets(folders)),
+    )
     write_table(tables["ci"], ci)
     write_table(tables["comparisons"], comparisons)
     config = validate_config(_config())
@@ -345,8 +353,10 @@ def test_summary_md_from_hand_made_runs(runs, tmp_path):
     assert "| enc_a | all (72) | two_branch_concat | " in text  # a paired comparison row
     assert "![Learning curves (test metrics vs training-set size)](learning_curves.png)" in text
     assert (
-        "| present on disk (indexed) | 180 |" in text
-        and "| listed but missing on disk | 7 |" in text
+        "| = present on disk | 180 |" in text
+        and "| − listed but missing on disk | 7 |" in text
+        # the fixture's index_counts.json predates the indexed count
+        and "| = indexed (rows of the index) | — |" in text
     )
     assert "| test | 72 | 24 |" in text  # images and patients of the test split
     assert "Possible overlap with NIH in pretraining.** enc_a" in text

@@ -25,6 +25,7 @@ from sklearn.metrics import (
 from probelab.report import steps
 from probelab.report.aggregate import (
     RunFolderError,
+    evaluated_sets,
     metrics_table,
     read_runs,
     read_table,
@@ -347,7 +348,7 @@ def cohort_runs(tmp_path_factory):
 
 
 def _macro_test_means(runs) -> pd.DataFrame:
-    summary = summarise_by_setting(metrics_table(runs, "demo"))
+    summary = summarise_by_setting(metrics_table(runs, "demo"), evaluated_sets(runs))
     return summary[(summary["split"] == "test") & (summary["pathology"] == "macro")]
 
 
@@ -599,3 +600,84 @@ def test_a_split_without_test_images_is_refused(cohort_runs, tmp_path):
     split.to_parquet(tmp_path / "split.parquet")
     with pytest.raises(RunFolderError, match="has no image in the test split"):
         bootstrap_tables(read_runs(folders[:1]), tmp_path / "split.parquet", PATHOLOGIES, SETTINGS)
+
+
+def test_every_table_averages_the_pathologies_every_run_evaluates(tmp_path):
+    """Issue 23.3: runs at n = 10 evaluate Atelectasis and Effusion only (Hernia had no training
+    positive), runs on the whole split all three. A curve over both sizes, its seed means and its
+    comparisons must average one set; the references are computed here from metrics.json's
+    per-pathology values and, for the interval table, from the predictions with scikit-learn one
+    pathology at a time."""
+    results = tmp_path / "demo"
+    cohort = write_cohort(results)
+    folders = write_runs(results, cohort, sizes=("10",), evaluated=("Atelectasis", "Effusion"))
+    folders += write_runs(results, cohort, sizes=("all",))
+    runs = read_runs(folders)
+    shared = ["Atelectasis", "Effusion"]
+    summary = summarise_by_setting(metrics_table(runs, "demo"), evaluated_sets(runs))
+    over_a_set = summary["pathology"].isin(["macro", "micro"])
+    assert set(summary.loc[over_a_set, "pathology_set"]) == {"Atelectasis|Effusion"}
+    ci, comparisons = bootstrap_tables(runs, results / "split.parquet", PATHOLOGIES, SETTINGS)
+    assert set(ci["pathology_set"]) == set(comparisons["pathology_set"]) == {"Atelectasis|Effusion"}
+    test = cohort[cohort["split"] == "test"].sort_values("image_id")
+    for run in runs:
+        if run.info["n"] != "all" or run.info["model"] != "linear_probe":
+            continue
+        document = json.loads((run.folder / "metrics.json").read_text())
+        assert document["evaluated_pathologies"] == PATHOLOGIES
+        by_hand = np.mean(
+            [
+                next(
+                    r["value"]
+                    for r in document["metrics"]
+                    if (r["split"], r["policy"], r["metric"], r["pathology"])
+                    == ("test", "tuned", "auroc", p)
+                )
+                for p in shared
+            ]
+        )
+        predictions = pd.read_parquet(run.folder / "predictions_test.parquet")
+        predictions = predictions.set_index("image_id").loc[test["image_id"]]
+        sklearn = np.mean(
+            [roc_auc_score(predictions[f"true_{p}"], predictions[f"logit_{p}"]) for p in shared]
+        )
+        assert by_hand == pytest.approx(sklearn, abs=1e-12)
+    for frame, value in ((summary, "mean"), (ci, "estimate")):
+        rows = frame[
+            (frame["encoder"] == "enc_a")
+            & (frame["model"] == "linear_probe")
+            & (frame["n"] == "all")
+            & (frame["policy"] == "tuned")
+            & (frame["metric"] == "auroc")
+        ]
+        if "pathology" in rows:
+            rows = rows[(rows["pathology"] == "macro") & (rows["split"] == "test")]
+        seeds = [run for run in runs if run.key[:3] == ("enc_a", "linear_probe", "all")]
+        expected = np.mean(
+            [
+                np.mean(
+                    [
+                        roc_auc_score(
+                            *pd.read_parquet(run.folder / "predictions_test.parquet")[
+                                [f"true_{p}", f"logit_{p}"]
+                            ].T.to_numpy()
+                        )
+                        for p in shared
+                    ]
+                )
+                for run in seeds
+            ]
+        )
+        assert rows[value].iloc[0] == pytest.approx(expected, abs=1e-9)
+    # a pooled metric cannot be recomputed from the table: over another set, it is left empty
+    pooled = summary[
+        (summary["n"] == "all")
+        & (summary["metric"] == "exact_match")
+        & (summary["split"] == "test")
+    ]
+    assert pooled["mean"].isna().all() and (pooled["n_seeds"] == 0).all()
+    assert (
+        summary.loc[(summary["n"] == "10") & (summary["metric"] == "exact_match"), "mean"]
+        .notna()
+        .all()
+    )

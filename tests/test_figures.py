@@ -14,6 +14,7 @@ from probelab.config import validate_config
 from probelab.report import figures, steps
 from probelab.report.aggregate import (
     ReportInputError,
+    evaluated_sets,
     history_table,
     metrics_table,
     read_runs,
@@ -40,7 +41,10 @@ def tables(tmp_path_factory) -> dict[str, Path]:
     )
     ci, _ = bootstrap_tables(runs, results / "split.parquet", PATHOLOGIES, settings)
     paths = {name: root / f"{name}.csv" for name in ("by_setting", "ci", "history", "sentiment")}
-    write_table(paths["by_setting"], summarise_by_setting(metrics_table(runs, "demo")))
+    write_table(
+        paths["by_setting"],
+        summarise_by_setting(metrics_table(runs, "demo"), evaluated_sets(runs)),
+    )
     write_table(paths["ci"], ci)
     write_table(paths["history"], history_table(runs))
     write_table(paths["sentiment"], sentiment_table(write_sentiment(root / "sentiment")))

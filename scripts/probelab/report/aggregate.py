@@ -44,7 +44,15 @@ SUMMARY_COLUMNS = [
     "std",
     "n_seeds",
     "n_runs",
+    "pathology_set",
 ]
+# A metric row over many pathologies: "macro" (mean of the per-pathology values) or "micro"
+# (pooled cells; exact match and Hamming loss carry it too, or "macro" in older run folders).
+OVER_A_SET = ("macro", "micro")
+# The metrics whose macro is the mean of per-pathology rows.
+PER_PATHOLOGY_METRICS = ("auroc", "average_precision", "precision", "recall", "f1")
+# How a set of pathologies is written in a table's pathology_set column.
+SET_SEPARATOR = "|"
 HISTORY_COLUMNS = [
     "encoder",
     "model",
@@ -197,18 +205,98 @@ def metrics_table(runs: list[Run], cohort: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[METRIC_COLUMNS]
 
 
-def summarise_by_setting(metrics: pd.DataFrame) -> pd.DataFrame:
+def evaluated_sets(runs: list[Run]) -> dict[tuple[str, str, str, int], list[str]]:
+    """Each run's evaluated pathologies (a run written before the evaluation rule: every
+    pathology it has thresholds for, less its excluded ones)."""
+    sets = {}
+    for run in runs:
+        names = run.evaluated
+        if names is None:
+            names = [p for p in run.thresholds if p not in run.excluded]
+        sets[run.key] = list(names)
+    return sets
+
+
+def report_pathologies(sets: dict[tuple[str, str, str, int], list[str]]) -> list[str]:
+    """The report's pathology set: those every run evaluates, in the runs' order.
+
+    Every macro and pooled metric of the report's tables, curves and comparisons averages this
+    one set, so that no curve, seed mean or difference mixes pathology sets (a size whose
+    subsets lack a rare label's positives would otherwise average fewer, easier pathologies).
+    """
+    if not sets:
+        return []
+    common = set.intersection(*(set(names) for names in sets.values()))
+    order = [p for names in sets.values() for p in names]
+    return list(dict.fromkeys(p for p in order if p in common))
+
+
+def set_name(pathologies: list[str]) -> str:
+    return SET_SEPARATOR.join(pathologies)
+
+
+def set_members(cell: Any) -> list[str]:
+    """A pathology_set cell as a list; [] for the empty set, which a CSV reader gives back as
+    NaN."""
+    return [] if pd.isna(cell) or cell == "" else str(cell).split(SET_SEPARATOR)
+
+
+def summarise_by_setting(
+    metrics: pd.DataFrame, sets: dict[tuple[str, str, str, int], list[str]]
+) -> pd.DataFrame:
     """Mean, standard deviation and count over seeds per encoder x model x size x split x policy x
-    metric x pathology. n_seeds counts the defined values, n_runs all seeds."""
+    metric x pathology. n_seeds counts the defined values, n_runs all seeds.
+
+    Metrics over many pathologies cover the report's set (`report_pathologies` of `sets`, each
+    run's evaluated pathologies), named in column pathology_set: a run's macro is recomputed as
+    the mean of its per-pathology values over that set; a pooled ("micro") value cannot be
+    recomputed from the table, so a setting whose runs pooled another set gets NaN there (its
+    interval table, bootstrap_ci.csv, has it over the report's set).
+    """
     keys = ["cohort", *SETTING, "split", "policy", "metric", "pathology"]
     if metrics.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    grouped = metrics.groupby(keys, sort=True, dropna=False)
+    report = report_pathologies(sets)
+    run_keys = ["encoder", "model", "n", "seed"]
+    per_run = metrics.assign(n=metrics["n"].astype(str), seed=metrics["seed"].astype(int))
+    own = per_run[run_keys].apply(tuple, axis=1).map(lambda key: sets.get(key))
+    per_run["_other_set"] = own.map(lambda names: names is None or set(names) != set(report))
+    per_run = _macro_over(per_run, report)
+    pooled = _pooled(per_run)
+    per_run.loc[pooled & per_run["_other_set"], "value"] = math.nan
+    grouped = per_run.groupby(keys, sort=True, dropna=False)
     summary = grouped["value"].agg(mean="mean", std="std", n_seeds="count").reset_index()
     summary["n_runs"] = grouped["seed"].nunique().to_numpy()
     # n_train of "all" is the same for every seed; of a number it is that number
     summary["n_train"] = grouped["n_train"].median().round().astype(int).to_numpy()
+    mixed = grouped["_other_set"].any().to_numpy() & _pooled(summary).to_numpy()
+    summary.loc[mixed, ["mean", "std"]] = math.nan
+    summary.loc[mixed, "n_seeds"] = 0
+    summary["pathology_set"] = summary["pathology"].where(
+        ~summary["pathology"].isin(OVER_A_SET), set_name(report)
+    )
     return summary[SUMMARY_COLUMNS]
+
+
+def _pooled(rows: pd.DataFrame) -> pd.Series:
+    """Rows of a metric over pooled cells of many pathologies."""
+    over_a_set = rows["pathology"].isin(OVER_A_SET)
+    return over_a_set & ~(
+        (rows["pathology"] == "macro") & rows["metric"].isin(PER_PATHOLOGY_METRICS)
+    )
+
+
+def _macro_over(per_run: pd.DataFrame, pathologies: list[str]) -> pd.DataFrame:
+    """`per_run` with every macro value replaced by the mean of the run's per-pathology values
+    over `pathologies` (NaN where one of them is undefined, or the set is empty)."""
+    keys = ["cohort", "encoder", "model", "n", "seed", "split", "policy", "metric"]
+    members = per_run[per_run["pathology"].isin(pathologies)]
+    means = members.groupby(keys, dropna=False)["value"].agg(["mean", "count"])
+    means = means["mean"].where(means["count"] == len(pathologies)).rename("_macro")
+    macro = (per_run["pathology"] == "macro") & per_run["metric"].isin(PER_PATHOLOGY_METRICS)
+    values = per_run[keys].merge(means, left_on=keys, right_index=True, how="left")["_macro"]
+    per_run.loc[macro, "value"] = values.to_numpy()[macro.to_numpy()]
+    return per_run
 
 
 def pathology_table(runs: list[Run], cohort: str) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from probelab.report.aggregate import (
     ReportInputError,
     overall_test_rows,
     pick_size,
+    set_members,
     size_order,
 )
 from probelab.report.style import (
@@ -88,6 +89,9 @@ def learning_curves(
     """Test metrics vs training-set size (log x), mean over seeds with interval bands, and the
     all-negative baseline as a reference line; rows = encoders, columns = metrics.
 
+    Line and band both come from bootstrap_ci.csv (estimate, interval), so they average the same
+    pathologies, those every run evaluates (its pathology_set, named in the title).
+
     Bands resample seeds and test patients together (bootstrap_ci.csv ci_low_seeds /
     ci_high_seeds; tables without them: the patient interval). A size whose training mix differs
     distinctly from the curve's other sizes (`mix_outliers`, e.g. `all` under the balanced
@@ -117,16 +121,14 @@ def learning_curves(
         for col, metric in enumerate(metrics):
             ax = axes[row, col]
             mine = macro[macro["encoder"] == encoder]
-            means = _policy_rows(mine, metric, policy)
             bands = ci[
                 (ci["encoder"] == encoder) & (ci["metric"] == metric) & (ci["policy"] == policy)
             ]
             for model in models:
-                line = means[means["model"] == model].sort_values("n_train")
-                if line.empty:
-                    continue
                 band = bands[bands["model"] == model].sort_values("n_train")
-                handles.setdefault(model, _curve(ax, line, marked, colours[model]))
+                if band.empty:
+                    continue
+                handles.setdefault(model, _curve(ax, band, marked, colours[model]))
                 ax.fill_between(
                     band["n_train"],
                     band[low],
@@ -158,6 +160,7 @@ def learning_curves(
         )
     confidence = _confidence_words(ci)
     title = f"Learning curves on the test split: mean over seeds, band = {confidence}{band_words}"
+    title += "\n" + pathology_set_words(ci)
     figure.suptitle(title + (f"\n{mix_note}" if mix_note else ""), y=1.0)
     _figure_legend(figure, list(handles.values()), list(handles))
     figure.tight_layout()
@@ -178,11 +181,24 @@ def _confidence_words(ci: pd.DataFrame) -> str:
     return "95%"
 
 
+def pathology_set_words(table: pd.DataFrame) -> str:
+    """What the table's metrics over many pathologies average, from its pathology_set column."""
+    if "pathology_set" not in table.columns or table.empty:
+        return "macro metrics over each run's evaluated pathologies"
+    members = set_members(table["pathology_set"].iloc[0])
+    if not members:
+        return "no pathology is evaluated by every run: no macro value"
+    return f"every macro metric averages the {len(members)} pathologies every run evaluates: " + (
+        ", ".join(members)
+    )
+
+
 def _curve(ax, line: pd.DataFrame, marked: set[str], colour: Any) -> Line2D:
-    """One model's mean curve: solid between sizes of the same training mix, dashed into a size
-    whose mix differs, hollow marker on that size. Returns the legend handle."""
+    """One model's mean curve (bootstrap_ci.csv estimates): solid between sizes of the same
+    training mix, dashed into a size whose mix differs, hollow marker on that size. Returns the
+    legend handle."""
     x = line["n_train"].to_numpy(float)
-    y = line["mean"].to_numpy(float)
+    y = line["estimate"].to_numpy(float)
     odd = line["n"].astype(str).isin(marked).to_numpy()
     for i in range(len(x) - 1):
         style = "--" if odd[i] or odd[i + 1] else "-"

@@ -14,8 +14,10 @@ Every run of the cohort is evaluated on the same stratified patient resamples of
 A comparison's value is the difference of two settings' values in the same resample (and the same
 seed draws), so it is paired on the test images. Rank metrics (AUROC, AP) are computed on the
 logits where the predictions carry them; decisions are `logit >= logit threshold`. Every macro
-metric averages the run's `evaluated_pathologies` (metrics.json), in the estimate and in every
-resample.
+and pooled metric of every run averages one set, the pathologies every run of the table evaluates
+(probelab.report.aggregate.report_pathologies; column pathology_set), in the estimate and in every
+resample: a setting's seeds, a curve's sizes and a comparison's two models never average
+different pathologies.
 
 Test labels may be NaN (not observed; predictions_test.parquet keeps the index's NaN): they are
 masked out of every resampled metric (probelab.report.bootstrap) and of the strata.
@@ -37,7 +39,13 @@ from probelab.layout import CohortLayout
 from probelab.masking import negatives as negative_labels
 from probelab.masking import observed
 from probelab.masking import positives as positive_labels
-from probelab.report.aggregate import Run, RunFolderError
+from probelab.report.aggregate import (
+    Run,
+    RunFolderError,
+    evaluated_sets,
+    report_pathologies,
+    set_name,
+)
 from probelab.report.bootstrap import (
     BOOTSTRAP_METRICS,
     LOWER_IS_BETTER,
@@ -73,6 +81,7 @@ CI_COLUMNS = [
     "strata",
     "resamples",
     "confidence",
+    "pathology_set",
     "subset_policy",
     "train_no_finding_share",
     "train_mean_prevalence",
@@ -99,6 +108,7 @@ COMPARISON_COLUMNS = [
     "higher_is_better",
     "resamples",
     "confidence",
+    "pathology_set",
 ]
 # A metric and a difference of two metrics are fractions: normal-interval fallbacks are clipped.
 METRIC_BOUNDS = (0.0, 1.0)
@@ -443,19 +453,23 @@ def bootstrap_tables(
     split_path: Path,
     pathologies: list[str],
     settings: BootstrapSettings,
-    within: dict[tuple[str, str, str, int], set[str]] | None = None,
+    within: set[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(CI table per setting, paired comparison table). `within` (run key -> pathologies)
-    narrows each run's macro metrics to those of its evaluated pathologies it lists (the
-    transfer table compares internal and external tests on the same pathologies)."""
+    """(CI table per setting, paired comparison table). Every metric over many pathologies
+    averages the pathologies every run evaluates (`report_pathologies`), narrowed to `within`
+    when given (the transfer table compares internal and external tests on the same
+    pathologies)."""
     test = test_patients(split_path)
     test_ids = pd.Index(test["image_id"])
     metrics = tuple(m for m in BOOTSTRAP_METRICS if m in settings.metrics)
+    common = report_pathologies(
+        {
+            key: [p for p in names if within is None or p in within]
+            for key, names in evaluated_sets(runs).items()
+        }
+    )
     seen: dict[tuple[str, ...], np.ndarray] = {}
-    test_sets = [
-        _read_test_set(run, pathologies, test_ids, seen, within.get(run.key) if within else None)
-        for run in runs
-    ]
+    test_sets = [_read_test_set(run, pathologies, test_ids, seen, set(common)) for run in runs]
     image_sets = _image_sets(test_sets, test, settings)
 
     by_setting: dict[tuple[str, str, str], list[Evaluation]] = defaultdict(list)
@@ -537,25 +551,29 @@ def bootstrap_tables(
                     resampler.n_strata,
                     settings.resamples,
                     settings.confidence,
+                    set_name(common),
                     mix["subset_policy"],
                     mix["train_no_finding_share"],
                     mix["train_mean_prevalence"],
                 ]
             )
     ci = pd.DataFrame(ci_rows, columns=CI_COLUMNS)
-    return ci, _all_comparisons(averaged, images, image_sets, n_train, settings)
+    paired = _all_comparisons(averaged, images, image_sets, n_train, settings, set_name(common))
+    return ci, paired
 
 
-def _all_comparisons(averaged, images, image_sets, n_train, settings: BootstrapSettings):
+def _all_comparisons(
+    averaged, images, image_sets, n_train, settings: BootstrapSettings, pathology_set: str
+):
     """Every compared model against the reference, then every configured pair (model,
     reference) the same way (report.comparisons.pairs, e.g. a fusion model against its
     prompt-ablation control); a pair whose models were not run is skipped."""
-    frames = [_comparisons(averaged, images, image_sets, n_train, settings)]
+    frames = [_comparisons(averaged, images, image_sets, n_train, settings, pathology_set)]
     for model, reference in settings.pairs:
         if reference == settings.reference and model in settings.compared:
             continue  # already a row of the first table
         one_pair = replace(settings, reference=reference, compared=(model,))
-        frames.append(_comparisons(averaged, images, image_sets, n_train, one_pair))
+        frames.append(_comparisons(averaged, images, image_sets, n_train, one_pair, pathology_set))
     frames = [frame for frame in frames if not frame.empty]
     if not frames:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
@@ -587,7 +605,9 @@ def _two_level_interval(
     )
 
 
-def _comparisons(averaged, images, image_sets, n_train, settings: BootstrapSettings):
+def _comparisons(
+    averaged, images, image_sets, n_train, settings: BootstrapSettings, pathology_set: str
+):
     rows = []
     for (encoder, model, n), values in sorted(averaged.items()):
         reference = (encoder, settings.reference, n)
@@ -652,6 +672,7 @@ def _comparisons(averaged, images, image_sets, n_train, settings: BootstrapSetti
                     key[1] not in LOWER_IS_BETTER,
                     settings.resamples,
                     settings.confidence,
+                    pathology_set,
                 ]
             )
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

@@ -15,6 +15,7 @@ import pandas as pd
 from probelab.io import write_text
 from probelab.layout import FIGURES
 from probelab.report.aggregate import (
+    evaluated_sets,
     history_table,
     metrics_table,
     pathology_table,
@@ -47,7 +48,7 @@ def aggregate(
     the first three."""
     runs = read_runs(run_dirs)
     metrics = metrics_table(runs, cohort)
-    by_setting = summarise_by_setting(metrics)
+    by_setting = summarise_by_setting(metrics, evaluated_sets(runs))
     history = history_table(runs)
     write_table(metrics_out, metrics)
     write_table(by_setting_out, by_setting)
@@ -117,7 +118,8 @@ def transfer(
 ) -> pd.DataFrame:
     """transfer.csv: every setting's macro metrics on the internal test split and on each
     external cohort (name -> (its evaluated run folders, its split)), with the same patient
-    bootstrap, both over the pathologies the run evaluates on both sides."""
+    bootstrap, both over one set per cohort: the pathologies every run evaluates on both
+    sides."""
     from dataclasses import replace
 
     from probelab.report.intervals import bootstrap_tables
@@ -130,9 +132,12 @@ def transfer(
     tables = []
     for name, (folders, external_split) in external.items():
         outside = read_runs(folders)
-        common = shared_pathologies(internal, outside)
-        inside_ci, _ = bootstrap_tables(internal, split_path, pathologies, settings, common)
-        outside_ci, _ = bootstrap_tables(outside, external_split, pathologies, settings, common)
+        shared = shared_pathologies(internal, outside)
+        # one set for the whole table: what every run evaluates on both sides
+        both = set.intersection(*shared.values()) if shared else set()
+        inside_ci, _ = bootstrap_tables(internal, split_path, pathologies, settings, both)
+        outside_ci, _ = bootstrap_tables(outside, external_split, pathologies, settings, both)
+        common = {key: both for key in shared}
         tables.append(transfer_table(name, inside_ci, outside_ci, common, outside))
     table = pd.concat(tables, ignore_index=True)
     write_table(out, table)
