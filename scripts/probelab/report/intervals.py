@@ -468,6 +468,11 @@ def bootstrap_tables(
             for key, names in evaluated_sets(runs).items()
         }
     )
+    if runs and not common:
+        log.warning(
+            "no pathology is evaluated by every run, so every metric over pathologies is empty; "
+            "pathologies.csv says which runs leave out which pathology and why"
+        )
     seen: dict[tuple[str, ...], np.ndarray] = {}
     test_sets = [_read_test_set(run, pathologies, test_ids, seen, set(common)) for run in runs]
     image_sets = _image_sets(test_sets, test, settings)
