@@ -71,41 +71,60 @@ def _row(split: str, policy: str, metric: str, pathology: str, value: float | No
 # --- which pathologies can be evaluated ---------------------------------------------------------
 
 
-def label_counts(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Observed positives and observed negatives per column of a 0/1/NaN label matrix (N x P), as
-    int arrays; a NaN label (not observed) is neither."""
+def label_counts(
+    truth: np.ndarray, patients: Sequence[object] | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative *patients* per column of a 0/1/NaN label matrix (N x P), as int
+    arrays: a patient counts once as a positive of a pathology when one of their images is
+    observed positive, once as a negative when one is observed negative (a NaN label, not
+    observed, is neither). `patients` gives each row's patient; None counts every image as a
+    patient of its own.
+
+    Patients, not images, because the report's intervals resample patients: three positive
+    images of one patient are one draw, with no more variance than one image
+    (docs/rare_labels.md).
+    """
     truth = np.asarray(truth)
-    return (
-        positive_labels(truth).sum(axis=0).astype(int),
-        negative_labels(truth).sum(axis=0).astype(int),
-    )
+    positive, negative = positive_labels(truth), negative_labels(truth)
+    if patients is None:
+        return positive.sum(axis=0).astype(int), negative.sum(axis=0).astype(int)
+    _, rows_of = np.unique(np.asarray(patients).astype(str), return_inverse=True)
+    n_patients = int(rows_of.max()) + 1 if rows_of.size else 0
+    counts = []
+    for labels in (positive, negative):
+        any_of = np.zeros((n_patients, truth.shape[1]), dtype=bool)
+        np.logical_or.at(any_of, rows_of, labels)
+        counts.append(any_of.sum(axis=0).astype(int))
+    return counts[0], counts[1]
 
 
 def label_exclusions(
     counts: Mapping[str, tuple[np.ndarray, np.ndarray]],
     pathologies: Sequence[str],
-    min_positives: int,
+    min_positives: int | Mapping[str, int],
 ) -> dict[str, str]:
     """The pathologies that fail the evaluation rule, each with the reason.
 
-    The rule: a pathology is evaluated when each split in `counts` (split name -> positives and
-    negatives per pathology, see `label_counts`) has at least `min_positives` positive images and
-    at least one negative image of it, counting observed labels only (a NaN label is neither).
-    Fewer positives make its AUROC, AP, recall and tuned threshold undefined or rest on a handful
-    of images; no negative makes AUROC undefined.
+    The rule: a pathology is evaluated when each split in `counts` (split name -> positive and
+    negative patients per pathology, see `label_counts`) has at least `min_positives` positive
+    patients (one number, or one per split) and at least one negative patient of it, counting
+    observed labels only (a NaN label is neither). Fewer positives make its AUROC, AP, recall
+    and tuned threshold undefined or rest on a handful of patients, whose interval is too
+    narrow; no negative makes AUROC undefined.
     """
     reasons: dict[str, str] = {}
     for k, name in enumerate(pathologies):
         parts = []
         for split, (positives, negatives) in counts.items():
             where = SPLIT_WORDS.get(split, split)
-            if positives[k] < min_positives:
-                word = "positive" if positives[k] == 1 else "positives"
-                parts.append(f"{positives[k]} {word} in {where}")
+            least = min_positives if isinstance(min_positives, int) else min_positives[split]
+            if positives[k] < least:
+                word = "patient" if positives[k] == 1 else "patients"
+                parts.append(f"{positives[k]} positive {word} in {where} (needs {least})")
             if negatives[k] < 1:
                 parts.append(f"no negative in {where}")
         if parts:
-            reasons[name] = f"{', '.join(parts)} (min_positives {min_positives})"
+            reasons[name] = ", ".join(parts)
     return reasons
 
 
