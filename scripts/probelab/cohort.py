@@ -344,11 +344,14 @@ class IndexCounts:
     listed: int  # rows of the label table
     present: int  # rows passing the row filters whose image is on disk
     missing: int  # rows passing the row filters whose image is not on disk
+    # rows of index.parquet: present minus the images data.views and other_findings=exclude drop
+    indexed: int
     unlisted_files: int  # image files under data.image_dirs that no row names
     positives: dict[str, int]
     no_finding: int  # images labelled as having no finding
-    views: dict[str, int] = field(default_factory=dict)
-    dropped_by_view: int = 0
+    views: dict[str, int] = field(default_factory=dict)  # indexed images per view
+    dropped_by_view: int = 0  # present images whose view is not in data.views
+    dropped_views: dict[str, int] = field(default_factory=dict)  # the same per view
     # "keep Modality" / "drop Projection" -> rows that rule removed (data.keep_rows, drop_rows)
     dropped_by_filter: dict[str, int] = field(default_factory=dict)
     # labels of the table that are not configured pathologies: label -> rows (all listed rows)
@@ -447,8 +450,11 @@ def build_index(
             f"{', '.join(image_dirs)} in {root}."
         )
     kept = present
+    dropped_views: dict[str, int] = {}
     if views:
         kept = present[present["view"].isin(views)]
+        dropped = present.loc[~present["view"].isin(views), "view"].value_counts().sort_index()
+        dropped_views = {str(view): int(n) for view, n in dropped.items()}
         if kept.empty:
             raise CohortError(
                 f"no present image has a view in config key 'data.views' {views}; "
@@ -475,11 +481,13 @@ def build_index(
         listed=len(raw),
         present=len(present),
         missing=len(table) - len(present),
+        indexed=len(index),
         unlisted_files=unlisted,
         positives={p: int((index[p] == 1).sum()) for p in pathologies},
         no_finding=int(index[NO_FINDING_COLUMN].sum()),
         views={str(k): int(v) for k, v in index["view"].value_counts().sort_index().items()},
         dropped_by_view=len(present) - len(viewed),
+        dropped_views=dropped_views,
         dropped_by_filter=dropped_by_filter,
         unconfigured_labels=labels.unconfigured,
         other_findings={"policy": rules.other_findings, "images": int(others.sum())},
