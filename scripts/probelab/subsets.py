@@ -3,24 +3,27 @@
 Two sampling policies (config key subsets.policy), each applied at every size:
 
 - `balanced` (`balanced_subset`): rare pathologies over-represented and a fixed share of images
-  without findings. The size `all` is the whole training split and so keeps the natural mix: on
-  a learning curve its point differs in class balance as well as in size (the figure marks it).
+  labelled as having no finding. The size `all` is the whole training split and so keeps the
+  natural mix: on a learning curve its point differs in class balance as well as in size (the
+  figure marks it).
 - `stratified` (`stratified_subset`): the natural mix at every size, drawn within strata of
   label patterns, so that every point of a learning curve shares the mix of `all`.
 
-Each subset file gets a mix file beside it (`mix_path`: same name, .json) with its no-finding
-share and prevalences, which the report reads to say which points of a curve differ in mix.
+Each subset file gets a mix file beside it (`mix_path`: same name, .json) with its all-negative
+share (images positive for no configured pathology, whatever else they show), its no-finding share
+(images labelled as having no finding, what the balanced policy reserves places for) and
+prevalences, which the report reads to say which points of a curve differ in mix.
 
 Balanced algorithm (deterministic for a given seed and size):
-1. Reserve `round(n * no_finding_share)` places for images without any pathology; the rest is the
-   budget for images with at least one finding.
+1. Reserve `round(n * no_finding_share)` places for images labelled as having no finding (see
+   below); the rest is the budget for images with at least one finding.
 2. Visit pathologies from the rarest to the most common in the training split. Each gets an equal
    share of the remaining budget (budget / pathologies still to visit). Positives already picked
    for earlier pathologies count towards its share (findings co-occur); the shortfall is filled
    with its not-yet-picked positives in seeded random order. A pathology with fewer positives
    than its share takes them all, and what it leaves over goes to the pathologies after it.
 3. Places of the finding budget still free (findings co-occur, so shares overlap) go to random
-   images with findings; then the No Finding places go to random images without findings.
+   images with findings; then the no-finding places go to random images labelled no finding.
 4. If either pool ran dry, fill the remaining places with random images of any kind, so the
    subset always has exactly n images.
 Rare pathologies are therefore over-represented as far as the data allows, never duplicated.
@@ -178,13 +181,17 @@ def subset_mix(
     labels: pd.DataFrame, pathologies: list[str], n: int | str, seed: int, policy: str
 ) -> dict[str, object]:
     """The label mix of a subset (its rows of the label matrix, with `no_finding` where the index
-    has it): images, images labelled as having no finding (`no_finding_rows`), their share, each
-    pathology's prevalence among the images that observe its label (0 where none does) and the
-    mean prevalence."""
+    has it): images; the all-negative images (no observed positive of any configured pathology:
+    the negatives of every head, including images whose findings are all unconfigured) and their
+    share; the images labelled as having no finding (`no_finding_rows`, the places the balanced
+    policy reserves) and their share; each pathology's prevalence among the images that observe
+    its label (0 where none does) and the mean prevalence."""
     values = labels[pathologies].to_numpy(dtype=np.float64, na_value=np.nan)
     size = len(values)
     counts = (~np.isnan(values)).sum(axis=0)
-    prevalence = positive_labels(values).sum(axis=0) / np.maximum(counts, 1)
+    positive = positive_labels(values)
+    prevalence = positive.sum(axis=0) / np.maximum(counts, 1)
+    all_negative = int((~positive.any(axis=1)).sum())
     no_finding = int(no_finding_rows(labels, pathologies).sum())
     return {
         "n": str(n),
@@ -192,6 +199,8 @@ def subset_mix(
         "policy": policy,
         "mix": mix_kind(policy, n),
         "n_images": size,
+        "all_negative": all_negative,
+        "all_negative_share": all_negative / size if size else 0.0,
         "no_finding": no_finding,
         "no_finding_share": no_finding / size if size else 0.0,
         "mean_prevalence": float(prevalence.mean()) if len(pathologies) else 0.0,
@@ -253,12 +262,13 @@ def write_subsets(
     write_json(mix_out or mix_path(out), mix)
     write_text(out, "\n".join(ids) + "\n")
     log.info(
-        "n=%s seed=%d policy=%s: %d images, no-finding share %.3f, mean prevalence %.3f; "
-        "positives per pathology: %s",
+        "n=%s seed=%d policy=%s: %d images, all-negative share %.3f, no-finding share %.3f, "
+        "mean prevalence %.3f; positives per pathology: %s",
         n,
         seed,
         policy,
         len(ids),
+        mix["all_negative_share"],
         mix["no_finding_share"],
         mix["mean_prevalence"],
         dict(zip(pathologies, positive_matrix(picked, pathologies).sum(0).tolist(), strict=True)),
