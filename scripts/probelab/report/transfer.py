@@ -6,12 +6,15 @@ the same patient bootstrap (probelab.report.intervals) over the same pathologies
 evaluates on both sides. The two intervals come from different patients, so they are not a paired
 test of the difference: a gap much wider than both intervals is a shift in performance; a
 smaller one is not evidence either way. A pathology the external cohort does not label is out of
-both sides and named in the `missing` column.
+both sides and named in the `missing` column; one it labels that is not compared (too few
+positives there, not trained, not evaluated internally) is named with the reason in `excluded`.
+When no pathology is compared at all, the estimates are empty and `not_compared` says why.
 """
 
 from __future__ import annotations
 
 import textwrap
+from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +44,22 @@ TRANSFER_COLUMNS = [
     "difference",
     "pathologies",
     "missing",
+    "excluded",
     "n_external_images",
     "n_external_patients",
     "confidence",
 ]
+
+
+# The reason of a pathology the external run evaluates but the internal run does not (the
+# external metrics.json lists only its own side's exclusions).
+NOT_EVALUATED_INTERNALLY = "not evaluated on the internal test split"
+
+
+def names(cell: Any) -> list[str]:
+    """A "|"-joined cell of transfer.csv as a list; [] for an empty cell, which a CSV reader
+    gives back as NaN."""
+    return [] if pd.isna(cell) or cell == "" else str(cell).split("|")
 
 
 def shared_pathologies(internal: list[Run], external: list[Run]) -> dict[tuple, set[str]]:
@@ -72,6 +87,7 @@ def transfer_table(
         for run in external_runs
     }
     shared = {key[:3]: sorted(value) for key, value in common.items()}
+    excluded = _excluded(external_runs, shared)
     rows = []
     for _, row in both.iterrows():
         setting = (row["encoder"], row["model"], str(row["n"]))
@@ -91,12 +107,69 @@ def transfer_table(
                 row["estimate_out"] - row["estimate_in"],
                 "|".join(shared.get(setting, [])),
                 "|".join(missing.get(setting, [])),
+                excluded.get(setting, ""),
                 row["n_images_out"],
                 row["n_patients_out"],
                 row["confidence_in"],
             ]
         )
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+
+
+def _excluded(external_runs: list[Run], shared: dict[tuple, list[str]]) -> dict[tuple, str]:
+    """Setting -> "pathology: reason|..." for every pathology the external cohort labels that the
+    setting does not compare, with each distinct reason of its seeds (" / "-joined: a reason
+    may hold a ";")."""
+    reasons: dict[tuple, dict[str, list[str]]] = defaultdict(dict)
+    for run in external_runs:
+        setting = run.key[:3]
+        for pathology in [*(run.evaluated or []), *run.excluded]:
+            why = run.excluded.get(pathology, NOT_EVALUATED_INTERNALLY)
+            if pathology in shared.get(setting, []) or "not labelled" in why:
+                continue
+            seen = reasons[setting].setdefault(pathology, [])
+            if why not in seen:
+                seen.append(why)
+    return {
+        setting: "|".join(f"{p}: {' / '.join(whys)}" for p, whys in sorted(found.items()))
+        for setting, found in reasons.items()
+    }
+
+
+def compared(table: pd.DataFrame) -> pd.Series:
+    """Whether each row of transfer.csv compares at least one pathology."""
+    return table["pathologies"].map(lambda cell: bool(names(cell)))
+
+
+def not_compared(name: str, rows: pd.DataFrame) -> str:
+    """One sentence: why nothing is compared on external cohort `name`, from its rows of
+    transfer.csv (none of which has a pathology evaluated on both sides). A transfer.csv written
+    before the `excluded` column gives the sentence without the reasons."""
+    reasons: dict[str, list[str]] = {}
+    for cell in rows["excluded"] if "excluded" in rows else []:
+        for entry in names(cell):
+            pathology, why = entry.split(": ", 1)
+            seen = reasons.setdefault(pathology, [])
+            if why not in seen:
+                seen.append(why)
+    missing = sorted({p for cell in rows["missing"] for p in names(cell)})
+    size = (
+        f" ({int(rows['n_external_images'].iloc[0])} images of "
+        f"{int(rows['n_external_patients'].iloc[0])} patients)"
+        if not rows.empty
+        else ""
+    )
+    described = [f"{p} ({' / '.join(whys)})" for p, whys in sorted(reasons.items())]
+    if len(described) == 1:
+        why = f"the only configured pathology it labels is not compared: {described[0]}"
+    elif described:
+        why = f"no configured pathology it labels is compared: {', '.join(described)}"
+    elif rows.empty:
+        why = "no run was scored on it (transfer.csv has no row for it)"
+    else:
+        why = "no pathology is evaluated both by the runs and there"
+    unlabelled = f"; it does not label {', '.join(missing)}" if missing else ""
+    return f"Nothing is compared on external cohort {name}{size}: {why}{unlabelled}."
 
 
 def headline_rows(table: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
@@ -106,9 +179,17 @@ def headline_rows(table: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
     return rows[rows["n_train"] == largest]
 
 
+def _message(ax: plt.Axes, text: str) -> None:
+    """A panel that says in words why it has nothing to draw."""
+    ax.text(0.5, 0.5, textwrap.fill(text, 60), ha="center", va="center", fontsize="small")
+    ax.set_axis_off()
+
+
 def transfer_figure(table: pd.DataFrame, paths: list[Path], settings: dict[str, Any]) -> plt.Figure:
     """Macro AUROC on the internal test split and on each external cohort, per model, at the
-    largest training-set size, with each side's bootstrap interval."""
+    largest training-set size, with each side's bootstrap interval. A panel whose runs compare no
+    pathology says why (`not_compared`) instead; a table without a headline row gives a figure
+    that says so, as training_curves does for runs without epochs."""
     import matplotlib.pyplot as plt
 
     from probelab.report.style import (
@@ -122,6 +203,12 @@ def transfer_figure(table: pd.DataFrame, paths: list[Path], settings: dict[str, 
     apply_theme(settings)
     rows = headline_rows(table)
     panels = sorted(rows.groupby(["external", "encoder"]).groups)
+    if not panels:
+        figure, ax = plt.subplots(figsize=(6.0, 3.0))
+        _message(ax, "transfer.csv has no tuned-threshold macro AUROC: nothing to compare.")
+        figure.suptitle("External test sets")
+        save_figure(figure, paths, settings["dpi"])
+        return figure
     order = model_order(list(rows["model"].unique()), settings["model_order"])
     colours = model_colors(order, settings)
     figure, axes = plt.subplots(
@@ -133,8 +220,15 @@ def transfer_figure(table: pd.DataFrame, paths: list[Path], settings: dict[str, 
     )
     for ax, (external, encoder) in zip(axes[0], panels, strict=True):
         panel = rows[(rows["external"] == external) & (rows["encoder"] == encoder)]
+        largest = panel.loc[panel["n_train"].idxmax()]
+        size = size_label(str(largest["n"]), int(largest["n_train"]))
+        title = f"{encoder} → {external}: {size} training images"
+        if not compared(panel).any():
+            ax.set_title(title, fontsize="small")
+            _message(ax, not_compared(external, panel))
+            continue
         for x, model in enumerate(order):
-            line = panel[panel["model"] == model]
+            line = panel[(panel["model"] == model) & compared(panel)]
             if line.empty:
                 continue
             row = line.iloc[0]
@@ -154,14 +248,12 @@ def transfer_figure(table: pd.DataFrame, paths: list[Path], settings: dict[str, 
                 )
         ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
         ax.set_xticks(range(len(order)), order, rotation=40, ha="right", fontsize="x-small")
-        n_train = int(panel["n_train"].max()) if not panel.empty else 0
-        missing = panel["missing"].iloc[0] if not panel.empty else ""
-        title = f"{encoder} → {external}: {size_label('all', n_train)} training images"
+        missing = names(panel["missing"].iloc[0])
         if missing:
-            title += "\n" + textwrap.fill(f"not labelled there: {missing.replace('|', ', ')}", 60)
+            title += "\n" + textwrap.fill(f"not labelled there: {', '.join(missing)}", 60)
         ax.set_title(title, fontsize="small")
         ax.set_ylabel("macro AUROC (test)")
-    confidence = float(rows["confidence"].iloc[0]) if not rows.empty else 0.95
+    confidence = float(rows["confidence"].iloc[0])
     figure.suptitle(
         textwrap.fill(
             "Internal (circle, left) vs external (square, right) test of the same frozen runs "
