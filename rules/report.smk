@@ -174,6 +174,8 @@ rule summary:
     input:
         **summary_inputs(),
         pathologies=report_table("pathologies"),
+        # the training subsets' composition table reads them with the index
+        subsets=subset_paths(),
     output:
         report(
             PATHS.summary,

@@ -303,16 +303,24 @@ def pairs_section(comparisons: pd.DataFrame, report: dict[str, Any]) -> str:
     )
 
 
-def transfer_section(transfer: pd.DataFrame) -> str:
+def transfer_section(transfer: pd.DataFrame, externals: list[str] | None = None) -> str:
     """'External test sets': macro AUROC on the internal test split and on each external cohort
-    at each setting's largest training-set size, and what the comparison can show."""
-    from probelab.report.transfer import headline_rows
+    at each setting's largest training-set size, and what the comparison can show. An external
+    cohort (of `externals`, the configured names, or of the table) on which no pathology is
+    compared gets one sentence saying why instead of a table."""
+    from probelab.report.transfer import compared, headline_rows, names, not_compared
 
-    rows = headline_rows(transfer)
     lines = ["## External test sets", ""]
-    for name, table in rows.groupby("external", sort=False):
-        first = table.iloc[0]
-        missing = str(first["missing"] or "").replace("|", ", ")
+    shown = False  # whether any cohort has a table, which the closing caveat is about
+    for name in dict.fromkeys([*(externals or []), *transfer["external"]]):
+        cohort = transfer[transfer["external"] == name]
+        if not compared(cohort).any():
+            lines += [not_compared(name, cohort), ""]
+            continue
+        shown = True
+        table = headline_rows(cohort)
+        first = cohort.iloc[0]
+        missing = ", ".join(names(first["missing"]))
         lines += [
             f"**{name}**: {int(first['n_external_images'])} images of "
             f"{int(first['n_external_patients'])} patients, scored by every frozen run "
@@ -332,21 +340,34 @@ def transfer_section(transfer: pd.DataFrame) -> str:
                         _size_text(str(row["n"]), int(row["n_train"])),
                         _with_ci(row["internal"], row["internal_low"], row["internal_high"]),
                         _with_ci(row["external_value"], row["external_low"], row["external_high"]),
-                        f"{row['difference']:+.3f}",
+                        "—" if math.isnan(row["difference"]) else f"{row['difference']:+.3f}",
                     ]
                     for _, row in table.iterrows()
                 ],
             ),
             "",
         ]
-    lines.append(
-        "The internal and external intervals come from different patients, so they are not a "
-        "paired test: a difference far outside both intervals is a shift; overlap is not "
-        "evidence of no shift. A shift mixes image domain, label definition (an external "
-        "labeller, uncertain labels by the config's policy) and case mix; this table cannot "
-        "tell them apart."
-    )
-    return "\n".join(lines)
+        idle = table[~compared(table)]
+        if not idle.empty:
+            settings = ", ".join(f"{row['encoder']} {row['model']}" for _, row in idle.iterrows())
+            reasons = ", ".join(
+                sorted({entry for cell in idle.get("excluded", []) for entry in names(cell)})
+            )
+            lines += [
+                f"Rows of —: no pathology is evaluated on both sides ({settings}"
+                + (f"; not compared: {reasons}" if reasons else "")
+                + ").",
+                "",
+            ]
+    if shown:
+        lines.append(
+            "The internal and external intervals come from different patients, so they are not "
+            "a paired test: a difference far outside both intervals is a shift; overlap is not "
+            "evidence of no shift. A shift mixes image domain, label definition (an external "
+            "labeller, uncertain labels by the config's policy) and case mix; this table cannot "
+            "tell them apart."
+        )
+    return "\n".join(lines).rstrip()
 
 
 def figures_section(figures: list[str]) -> str:
@@ -415,23 +436,14 @@ def data_section(
             )
         header += [f"n = {_size_text(n, int(n_train[n]))}: fewest" for n in sizes]
         header.append("runs evaluating it")
-    listed = [["listed in the label table", counts.get("listed", "—")]]
-    listed += [
-        [f"rows removed by `data.{rule.split()[0]}_rows` on column `{rule.split(' ', 1)[1]}`", n]
-        for rule, n in counts.get("dropped_by_filter", {}).items()
-    ]
-    listed += [
-        ["present on disk (indexed)", counts.get("present", "—")],
-        ["listed but missing on disk", counts.get("missing", "—")],
-        ["on disk but not listed", counts.get("unlisted_files", "—")],
-        ["no finding (present)", counts.get("no_finding", "—")],
-    ]
-    listed += _other_findings_rows(counts)
     return "\n".join(
         [
             "## Data",
             "",
-            _table(["images", "count"], listed),
+            "From the label table to the index: each − row removes images from the row above it "
+            "(an index written before a count existed shows —).",
+            "",
+            _table(["images", "count"], _index_rows(counts)),
             "",
             *_label_rules_lines(counts, pathologies),
             _table(["split", "images", "patients"], per_split),
@@ -446,16 +458,55 @@ def data_section(
     )
 
 
+def _index_rows(counts: dict[str, Any]) -> list[list[Any]]:
+    """index_counts.json as a chain: listed, − each row filter, − missing on disk, = present,
+    − each view data.views drops, − images excluded for unconfigured findings, = indexed (the
+    rows of index.parquet); then what the index holds beside that chain."""
+    rows: list[list[Any]] = [["listed in the label table", counts.get("listed", "—")]]
+    rows += [
+        [f"− rows removed by `data.{rule.split()[0]}_rows` on column `{rule.split(' ', 1)[1]}`", n]
+        for rule, n in counts.get("dropped_by_filter", {}).items()
+    ]
+    rows += [
+        ["− listed but missing on disk", counts.get("missing", "—")],
+        ["= present on disk", counts.get("present", "—")],
+    ]
+    if "dropped_views" in counts:
+        rows += [
+            [f"− removed by `data.views`: view {view or '(none)'}", n]
+            for view, n in counts["dropped_views"].items()
+        ]
+    elif counts.get("dropped_by_view"):  # an index written before the per-view counts
+        rows.append(["− removed by `data.views` (all views)", counts["dropped_by_view"]])
+    other = counts.get("other_findings") or {}
+    if other.get("policy") == "exclude":
+        rows.append(
+            [
+                "− only findings outside `pathologies` (`data.other_findings`: exclude)",
+                other["images"],
+            ]
+        )
+    rows += [
+        ["= indexed (rows of the index)", counts.get("indexed", "—")],
+        ["on disk but not listed", counts.get("unlisted_files", "—")],
+        ["no finding (indexed)", counts.get("no_finding", "—")],
+    ]
+    return rows + _other_findings_rows(counts)
+
+
 def _other_findings_rows(counts: dict[str, Any]) -> list[list[Any]]:
-    """Images whose only findings are not configured, and no-finding images with a finding."""
+    """Indexed images whose only findings are not configured (kept as negatives), and no-finding
+    images with a finding. Excluded ones are a step of `_index_rows`."""
     other = counts.get("other_findings") or {}
     rows = []
-    if other:
-        what = {
-            "negative": "kept as negatives, never drawn as no-finding images",
-            "exclude": "left out of the cohort",
-        }[other["policy"]]
-        rows.append([f"only findings outside `pathologies` ({what})", other["images"]])
+    if other.get("policy") == "negative":
+        rows.append(
+            [
+                "only findings outside `pathologies` (kept as negatives, never drawn as "
+                "no-finding images)",
+                other["images"],
+            ]
+        )
     if counts.get("no_finding_with_findings"):
         rows.append(
             [
@@ -496,6 +547,96 @@ def _label_rules_lines(counts: dict[str, Any], pathologies: list[str]) -> list[s
             "",
         ]
     return lines
+
+
+def subsets_section(config: dict[str, Any], split_path: Path, index_path: Path) -> str:
+    """'Training subsets': the composition of each size's subsets over its seeds, read from the
+    subset files beside the split (subsets/n{n}/seed{seed}.txt) and the index; "" when no subset
+    file of the config's sizes and seeds exists."""
+    from probelab.layout import CohortLayout
+    from probelab.subsets import mix_kind, subset_mix
+
+    settings = config.get("subsets") or {}
+    pathologies = list(config["pathologies"])
+    policy = settings.get("policy", "balanced")
+    layout = CohortLayout("cohort")
+    index = pd.read_parquet(index_path).set_index("image_id")
+    rows = []
+    for n in [str(size) for size in settings.get("sizes", [])]:
+        seeds: dict[int, pd.DataFrame] = {}
+        for seed in settings.get("seeds", []):
+            relative = Path(layout.subset(n, seed)).relative_to(layout.root)
+            path = Path(split_path).parent / relative
+            if not path.is_file():
+                continue
+            ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            unknown = [i for i in ids if i not in index.index]
+            if unknown:
+                raise ValueError(
+                    f"subset file {path} lists image {unknown[0]!r}, which index {index_path} "
+                    "does not hold; rebuild the subsets."
+                )
+            seeds[int(seed)] = index.loc[ids]
+        if not seeds:
+            continue
+        mixes = [subset_mix(picked, pathologies, n, seed, policy) for seed, picked in seeds.items()]
+        # positives are observed 1s: a masked (NaN) label is not one
+        images = [{p: int((t[p] == 1).sum()) for p in pathologies} for t in seeds.values()]
+        patients = [
+            {p: t.loc[t[p] == 1, "patient_id"].nunique() for p in pathologies}
+            for t in seeds.values()
+        ]
+        sizes = sorted({len(picked) for picked in seeds.values()})
+        rows.append(
+            [
+                n,
+                mix_kind(policy, n),
+                len(seeds),
+                "–".join(str(v) for v in sorted({sizes[0], sizes[-1]})),
+                _number(sum(m["all_negative_share"] for m in mixes) / len(mixes)),
+                _number(sum(m["mean_prevalence"] for m in mixes) / len(mixes)),
+                _fewest(patients, pathologies),
+                _fewest(images, pathologies),
+            ]
+        )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "## Training subsets",
+            "",
+            f"Subsets drawn by the `{policy}` policy (`subsets.policy`; the size `all` is the "
+            "whole training split, in its natural mix), from the subset files and the index, "
+            "over the seeds: images; the all-negative share, images positive for no configured "
+            "pathology (the negatives of every pathology, including images whose only findings "
+            "are not configured; a masked label is not a positive); the mean over pathologies "
+            "of each one's prevalence among the images that observe its label (both means over "
+            "the seeds); and the fewest positive patients and images of any pathology in any "
+            "seed's subset.",
+            "",
+            _table(
+                [
+                    "n",
+                    "mix",
+                    "seeds",
+                    "images",
+                    "all-negative share",
+                    "mean prevalence",
+                    "fewest positive patients",
+                    "fewest positive images",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
+def _fewest(counts: list[dict[str, int]], pathologies: list[str]) -> str:
+    """The smallest count of any pathology in any seed, with the pathology it belongs to (the
+    first in config order on a tie)."""
+    low = {p: min(seed[p] for seed in counts) for p in pathologies}
+    name = min(pathologies, key=lambda p: low[p])
+    return f"{low[name]} ({name})"
 
 
 def _flag(count: Any, min_positives: int) -> str:
@@ -867,12 +1008,15 @@ def write_summary_text(
         sizes_section(ci, order),
         comparisons_section(comparisons, report),
         pairs_section(comparisons, report),
-        transfer_section(transfer) if transfer is not None else "",
+        transfer_section(transfer, list(config.get("external") or {}))
+        if transfer is not None
+        else "",
         figures_section(figures),
         sentiment_section(sentiment) if sentiment is not None else "",
         data_section(
             index_counts, split_path, index_path, config["pathologies"], scope, min_positives
         ),
+        subsets_section(config, split_path, index_path),
         unevaluable_section(scope, min_positives),
         encoders_section(config.get("encoders", {}) or {}),
         caches_section(caches or {}),
