@@ -448,7 +448,7 @@ def test_the_training_mix_of_each_setting_comes_from_the_subsets_mix_files(cohor
     runs = read_runs(folders[:4])  # enc_a / baseline_mlp at 10 and all, seeds 0 and 1
     ci, _ = bootstrap_tables(runs, results / "split.parquet", PATHOLOGIES, SETTINGS)
     assert (
-        ci["train_no_finding_share"].isna().all() and (ci["subset_policy"].fillna("") == "").all()
+        ci["train_all_negative_share"].isna().all() and (ci["subset_policy"].fillna("") == "").all()
     )
     index = pd.read_parquet(results / "index.parquet")
     split = pd.read_parquet(results / "split.parquet")
@@ -462,13 +462,13 @@ def test_the_training_mix_of_each_setting_comes_from_the_subsets_mix_files(cohor
         mix_path(path).write_text(json.dumps(mix))
     ci, _ = bootstrap_tables(runs, results / "split.parquet", PATHOLOGIES, SETTINGS)
     assert set(ci["subset_policy"]) == {"balanced"}
-    by_size = ci.groupby("n")[["train_no_finding_share", "train_mean_prevalence"]].first()
+    by_size = ci.groupby("n")[["train_all_negative_share", "train_mean_prevalence"]].first()
     natural = train[PATHOLOGIES].to_numpy()
-    assert by_size.loc["all", "train_no_finding_share"] == pytest.approx(
+    assert by_size.loc["all", "train_all_negative_share"] == pytest.approx(
         (natural.sum(axis=1) == 0).mean()
     )
     assert by_size.loc["all", "train_mean_prevalence"] == pytest.approx(natural.mean())
-    assert by_size.loc["10", "train_no_finding_share"] == pytest.approx(0.2)
+    assert by_size.loc["10", "train_all_negative_share"] == pytest.approx(0.2)
 
 
 def test_comparisons_are_paired_differences_for_every_encoder_and_size(cohort_runs):

@@ -102,7 +102,7 @@ def test_learning_curves(tables, settings, tmp_path):
 def _with_mix(ci, policy: str, shares: dict[str, float], prevalences: dict[str, float]):
     return ci.assign(
         subset_policy=policy,
-        train_no_finding_share=ci["n"].map(shares),
+        train_all_negative_share=ci["n"].map(shares),
         train_mean_prevalence=ci["n"].map(prevalences),
     )
 

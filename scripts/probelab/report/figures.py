@@ -218,7 +218,7 @@ def _curve(ax, line: pd.DataFrame, marked: set[str], colour: Any) -> Line2D:
     return Line2D([], [], color=colour, marker="o")
 
 
-# A size's training mix differs "distinctly" from the rest of its curve when its no-finding
+# A size's training mix differs "distinctly" from the rest of its curve when its all-negative
 # share is this far (absolute) from theirs, or its mean prevalence differs by this fraction.
 MIX_SHARE_GAP = 0.05
 MIX_PREVALENCE_RATIO = 0.25
@@ -231,20 +231,20 @@ def mix_outliers(ci: pd.DataFrame) -> tuple[set[str], str]:
     The reference mix is the median over the sizes drawn with the mix the sampling policy aims at
     (bootstrap_ci.csv subset_policy; probelab.subsets.mix_kind): the balanced sizes for
     `balanced`, where the size `all` keeps the natural mix, every size for `stratified`. A size is
-    marked when its no-finding share or mean prevalence (means over seeds, from the subsets' mix
+    marked when its all-negative share or mean prevalence (means over seeds, from the subsets' mix
     files) differs from the reference by MIX_SHARE_GAP or by MIX_PREVALENCE_RATIO of it."""
-    needed = {"n", "subset_policy", "train_no_finding_share", "train_mean_prevalence"}
+    needed = {"n", "subset_policy", "train_all_negative_share", "train_mean_prevalence"}
     if not needed <= set(ci.columns):
         return set(), ""
     sizes = (
-        ci.dropna(subset=["train_no_finding_share", "train_mean_prevalence"])
+        ci.dropna(subset=["train_all_negative_share", "train_mean_prevalence"])
         .assign(
             n=lambda t: t["n"].astype(str), subset_policy=lambda t: t["subset_policy"].astype(str)
         )
         .groupby("n")
         .agg(
             policy=("subset_policy", "first"),
-            share=("train_no_finding_share", "mean"),
+            share=("train_all_negative_share", "mean"),
             prevalence=("train_mean_prevalence", "mean"),
             n_train=("n_train", "max"),
         )
@@ -269,7 +269,7 @@ def mix_outliers(ci: pd.DataFrame) -> tuple[set[str], str]:
     )
     note = (
         f"Hollow marker, dashed line: training mix differs from the {aimed} mix of the other "
-        f"sizes ({policy} sampling; no-finding share, mean prevalence: {described} vs "
+        f"sizes ({policy} sampling; all-negative share, mean prevalence: {described} vs "
         f"{share:.2f}, {prevalence:.3f})"
     )
     return set(distinct.index), note

@@ -83,7 +83,7 @@ CI_COLUMNS = [
     "confidence",
     "pathology_set",
     "subset_policy",
-    "train_no_finding_share",
+    "train_all_negative_share",
     "train_mean_prevalence",
 ]
 COMPARISON_COLUMNS = [
@@ -392,7 +392,7 @@ def _image_sets(
 
 
 def _subset_mix(split_path: Path, n: str, seeds: list[int]) -> dict[str, object]:
-    """Policy, no-finding share and mean prevalence of a setting's training subsets (mean over
+    """Policy, all-negative share and mean prevalence of a setting's training subsets (mean over
     seeds), from the mix files the subset rule writes beside the subsets; NaN when absent."""
     layout = CohortLayout("cohort")
     mixes = []
@@ -404,12 +404,15 @@ def _subset_mix(split_path: Path, n: str, seeds: list[int]) -> dict[str, object]
     if not mixes:
         return {
             "subset_policy": "",
-            "train_no_finding_share": math.nan,
+            "train_all_negative_share": math.nan,
             "train_mean_prevalence": math.nan,
         }
     return {
         "subset_policy": "/".join(sorted({str(m.get("policy", "")) for m in mixes})),
-        "train_no_finding_share": float(np.mean([m["no_finding_share"] for m in mixes])),
+        # a mix file written before all_negative_share: unknown, not the no-finding share
+        "train_all_negative_share": float(
+            np.mean([m.get("all_negative_share", math.nan) for m in mixes])
+        ),
         "train_mean_prevalence": float(np.mean([m["mean_prevalence"] for m in mixes])),
     }
 
@@ -558,7 +561,7 @@ def bootstrap_tables(
                     settings.confidence,
                     set_name(common),
                     mix["subset_policy"],
-                    mix["train_no_finding_share"],
+                    mix["train_all_negative_share"],
                     mix["train_mean_prevalence"],
                 ]
             )
