@@ -1,5 +1,7 @@
 """Every supported encoder family, on a tiny replica in its hub file layout, through the real
-embed rules: the cached features equal the family's own call on the same preprocessed pixels.
+embed rules: the cached features equal the family's own call, made the way the family was
+trained and published (SigLIP prompts: ids padded to the context, no attention mask), on the
+same preprocessed pixels and prompts.
 
 The entries come from configs/encoders/families.yaml with `model` pointed at a replica
 (probelab.replicas); the open_clip hub replica lives in a temporary Hugging Face cache and loads
@@ -13,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -35,6 +38,11 @@ FAMILIES = yaml.safe_load((REPO / "configs/encoders/families.yaml").read_text())
 
 def normalised(features: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.normalize(features.float(), dim=-1).numpy()
+
+
+def pooled(output: Any) -> torch.Tensor:
+    """get_*_features gives a model output in Transformers 5 and the tensor in 4."""
+    return getattr(output, "pooler_output", output)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +106,7 @@ def test_cached_image_features_equal_the_familys_own_call(embedded, name: str) -
     model = encoder.model
     with torch.inference_mode():
         if name in ("siglip", "clip"):
-            output = model.get_image_features(pixel_values=batch)
-            reference = getattr(output, "pooler_output", output)
+            reference = pooled(model.get_image_features(pixel_values=batch))
         elif name == "rad_dino":
             reference = model(pixel_values=batch).pooler_output
         else:
@@ -107,27 +114,67 @@ def test_cached_image_features_equal_the_familys_own_call(embedded, name: str) -
     np.testing.assert_allclose(features, normalised(reference), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["siglip", "clip"])
-def test_cached_prompt_embeddings_equal_the_familys_own_call(embedded, name: str) -> None:
-    from transformers import AutoModel, AutoTokenizer
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_cached_siglip_prompts_equal_the_published_call(embedded) -> None:
+    """SigLIP as big_vision trained it and as published: SentencePiece ids padded to the full
+    context, no attention mask, the last position pooled. Transformers 5's tokenizer also returns
+    a mask; the model called with it gives another embedding for a prompt shorter than the
+    context (the replica's context is 16 tokens: one template fills it, the other does not)."""
+    from transformers import SiglipModel, SiglipTokenizer
 
     from probelab.cache import read_prompt_cache
 
     workdir, _, config = embedded
-    folder = config["encoders"][name]["model"]
-    cache = read_prompt_cache(workdir / prompt_cache_of(config, name))
-    model, tokenizer = AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    folder = config["encoders"]["siglip"]["model"]
+    cache = read_prompt_cache(workdir / prompt_cache_of(config, "siglip"))
+    model = SiglipModel.from_pretrained(folder).eval()
+    tokenizer = SiglipTokenizer.from_pretrained(folder)
     texts = [str(t) for t in np.asarray(cache.prompts).ravel()]
-    # SigLIP is used with text padded to its full length, CLIP with the longest in the batch
-    padding = "max_length" if name == "siglip" else True
-    tokens = tokenizer(texts, padding=padding, truncation=True, return_tensors="pt")
+    tokens = tokenizer(
+        texts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    short = (tokens["attention_mask"][:, -1] == 0).numpy()
+    assert short.any(), "every prompt fills the context: a mask would change nothing"
     with torch.inference_mode():
-        output = model.get_text_features(**tokens)
-    reference = normalised(getattr(output, "pooler_output", output))
-    np.testing.assert_allclose(cache.per_template.reshape(len(texts), -1), reference, atol=1e-5)
-    if name == "siglip":  # zero-shot scoring reads SigLIP's own scale and bias
-        assert cache.logit_scale == pytest.approx(float(model.logit_scale.exp()))
-        assert cache.logit_bias == pytest.approx(float(model.logit_bias))
+        reference = normalised(pooled(model.get_text_features(input_ids=tokens["input_ids"])))
+        masked = normalised(pooled(model.get_text_features(**tokens)))
+    cached_prompts = cache.per_template.reshape(len(texts), -1)
+    assert cosines(cached_prompts, reference).min() > 0.9999
+    np.testing.assert_allclose(cached_prompts, reference, atol=1e-5)
+    # the masked call is another embedding for every short prompt, so the comparison above
+    # tells the two calls apart
+    assert cosines(masked, reference)[short].max() < 0.9999
+    # zero-shot scoring reads SigLIP's own scale and bias
+    assert cache.logit_scale == pytest.approx(float(model.logit_scale.exp()))
+    assert cache.logit_bias == pytest.approx(float(model.logit_bias))
+
+
+def test_cached_clip_prompts_equal_the_published_call(embedded) -> None:
+    """Transformers CLIP as its documentation calls it: padded to the longest prompt, with the
+    attention mask (the EOS token is pooled)."""
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from probelab.cache import read_prompt_cache
+
+    workdir, _, config = embedded
+    folder = config["encoders"]["clip"]["model"]
+    cache = read_prompt_cache(workdir / prompt_cache_of(config, "clip"))
+    model = CLIPModel.from_pretrained(folder).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(folder)
+    texts = [str(t) for t in np.asarray(cache.prompts).ravel()]
+    tokens = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        reference = normalised(pooled(model.get_text_features(**tokens)))
+    cached_prompts = cache.per_template.reshape(len(texts), -1)
+    assert cosines(cached_prompts, reference).min() > 0.9999
+    np.testing.assert_allclose(cached_prompts, reference, atol=1e-5)
 
 
 def test_the_open_clip_hub_replica_loads_by_its_hub_name_offline(embedded) -> None:
@@ -141,6 +188,7 @@ import sys, h5py, numpy as np, torch, open_clip
 sys.path.insert(0, {str(REPO / "scripts")!r})
 from probelab.images import load_image
 from pathlib import Path
+from typing import Any
 model, _, preprocess = open_clip.create_model_and_transforms("hf-hub:{HUB_REPO}")
 model.eval()
 tokenizer = open_clip.get_tokenizer("hf-hub:{HUB_REPO}")

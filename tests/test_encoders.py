@@ -205,3 +205,78 @@ def test_configured_encoder_names_an_unknown_encoder_and_takes_a_model_override(
         ValueError, match=r"encoder 'b' is not in the config's encoders section \(a\)"
     ):
         configured_encoder(config, "b")
+
+
+@pytest.fixture(scope="module")
+def siglip_replica(tmp_path_factory):
+    from probelab.replicas import write_transformers_siglip
+
+    return write_transformers_siglip(tmp_path_factory.mktemp("siglip") / "siglip")
+
+
+@pytest.mark.parametrize("family", ["siglip", "siglip2"])
+def test_siglip_prompts_are_the_published_unmasked_full_context_call(siglip_replica, family):
+    """SigLIP and SigLIP 2 were trained (big_vision) on ids padded to the full context with no
+    attention mask; the reference is the model called so, on a prompt shorter than the
+    context."""
+    from transformers import Siglip2Config, Siglip2Model, SiglipModel, SiglipTokenizer
+
+    from probelab.encoders import TransformersEncoder
+    from probelab.replicas import TINY
+
+    tokenizer = SiglipTokenizer.from_pretrained(siglip_replica)
+    if family == "siglip":
+        model = SiglipModel.from_pretrained(siglip_replica)
+    else:
+        torch.manual_seed(0)
+        text = {"vocab_size": tokenizer.vocab_size, "max_position_embeddings": 16, **TINY}
+        vision = {"num_patches": 16, "patch_size": 8, **TINY}
+        model = Siglip2Model(Siglip2Config(text_config=text, vision_config=vision))
+    model.eval()
+    encoder = TransformersEncoder(
+        name=family,
+        backend="transformers",
+        model_id=family,
+        weights="replica",
+        model=model,
+        preprocess=None,
+        device="cpu",
+        precision="fp32",
+        normalize=True,
+        has_text=True,
+        _tokenizer=tokenizer,
+    )
+    tokens = tokenizer(
+        ["signs of mass"],
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        return_tensors="pt",
+    )
+    assert tokens["attention_mask"][0, -1] == 0  # the prompt does not fill the context
+    with torch.inference_mode():
+        output = model.get_text_features(input_ids=tokens["input_ids"])
+    reference = torch.nn.functional.normalize(getattr(output, "pooler_output", output), dim=-1)
+    features = encoder.encode_texts(["signs of mass"])
+    assert float(features[0] @ reference[0].numpy()) > 0.9999
+
+
+def test_prompt_caches_from_before_the_text_code_version_are_not_reused(tmp_path):
+    """A prompt cache written before SigLIP lost its mask records no text code version: its
+    name differs from the one planned now (so it is rebuilt beside it) and a reader refuses it."""
+    import h5py
+
+    from probelab.cache import CacheMismatchError, fingerprint_attrs, read_prompt_cache
+    from probelab.embedding import embed_prompts
+    from probelab.fingerprint import digest, prompt_fingerprint
+
+    entry = settings(backend="open_clip", model=str(DEMO_JSON))
+    prompts = {"templates": ["signs of {pathology}"], "names": {}}
+    now = prompt_fingerprint("e", entry, ["Mass"], prompts)
+    before = {key: value for key, value in now.items() if key != "text_code"}
+    assert digest(before) != digest(now)
+    path = tmp_path / "p.h5"
+    embed_prompts(path, "e", entry, ["Mass"], prompts)
+    with h5py.File(path, "r+") as cache:
+        cache.attrs.update(fingerprint_attrs(before))
+    with pytest.raises(CacheMismatchError, match="'text_code'"):
+        read_prompt_cache(path, fingerprint=now)

@@ -215,23 +215,31 @@ class OpenClipEncoder(Encoder):
         return self.model.encode_text(self.tokenizer(texts).to(self.device))
 
 
+# Transformers model types whose text tower was trained (big_vision) on ids padded to the full
+# context with no attention mask and pools the last position: a mask would change what that
+# position sees, so the embedding would not be the published model's.
+UNMASKED_FULL_CONTEXT_TEXT = frozenset({"siglip", "siglip2"})
+
+
 class TransformersEncoder(Encoder):
     def image_forward(self, pixels: Any) -> Any:
         return _pooled(self.model.get_image_features(pixel_values=pixels))
 
     def text_forward(self, texts: list[str]) -> Any:
         config = self.model.config
-        siglip = "siglip" in config.model_type
+        unmasked = config.model_type in UNMASKED_FULL_CONTEXT_TEXT
         tokens = self.tokenizer(
             texts,
-            # SigLIP was trained on text padded to the full length; CLIP on the longest in batch
-            padding="max_length" if siglip else True,
+            # CLIP pads to the longest in the batch and takes the mask, as HF CLIP is used
+            padding="max_length" if unmasked else True,
             truncation=True,
             max_length=config.text_config.max_position_embeddings,
             return_tensors="pt",
         )
+        # Transformers 5's SigLIP tokenizer returns a mask too; the model must not get it
+        inputs = {"input_ids": tokens["input_ids"]} if unmasked else dict(tokens)
         return _pooled(
-            self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()})
+            self.model.get_text_features(**{k: v.to(self.device) for k, v in inputs.items()})
         )
 
 

@@ -21,6 +21,11 @@ from typing import Any
 # Bump when a change to image loading, preprocessing or pooling changes the features an encoder
 # gives for the same settings: caches built by older code then no longer match.
 EMBEDDING_CODE_VERSION = 1
+# Bump when a change to tokenisation or text pooling changes the prompt embeddings an encoder
+# gives for the same settings: prompt caches built by older code then no longer match. 2: SigLIP
+# prompts are padded to the full context with no attention mask, as the model was trained (caches
+# from before this field existed were encoded with the mask).
+TEXT_CODE_VERSION = 2
 # Bump when a change to demo pretraining (probelab.demo.pretrain) changes the weights it gives for
 # the same settings and training images: pretrained demo encoders' caches then no longer match.
 PRETRAIN_CODE_VERSION = 1
@@ -119,13 +124,14 @@ def encoder_fingerprint(name: str, settings: dict[str, Any]) -> dict[str, Any]:
 def prompt_fingerprint(
     name: str, settings: dict[str, Any], pathologies: list[str], prompts: dict[str, Any]
 ) -> dict[str, Any]:
-    """What decides a prompt cache: the encoder's fingerprint plus the pathologies (in order) and
-    the prompt settings (templates, names)."""
+    """What decides a prompt cache: the encoder's fingerprint plus the pathologies (in order),
+    the prompt settings (templates, names) and the text code version."""
     return canonical(
         {
             **encoder_fingerprint(name, settings),
             "pathologies": list(pathologies),
             "prompts": prompts,
+            "text_code": TEXT_CODE_VERSION,
         }
     )
 
