@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,55 @@ def run_snakemake(
         command += ["--configfile", str(configfile)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def checkout_workdir(path: Path) -> Path:
+    """A working directory for Snakemake runs on the checkout's own config.yaml: its relative
+    paths (configs/encoders/...) resolve as in the checkout, while results/ and .snakemake/ are
+    written here."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "configs").symlink_to(REPO / "configs")
+    return path
+
+
+# What `make run` writes into the checkout: a test that runs Snakemake there sees its finished
+# outputs (and plans nothing), and one that writes there changes the user's results.
+CHECKOUT_OUTPUTS = (REPO / "results", REPO / ".snakemake")
+
+
+def checkout_outputs_state() -> dict[str, int]:
+    """Every path under the checkout's results/ and .snakemake/ (the folders included, so their
+    creation counts) with its modification time."""
+    state = {}
+    for root in CHECKOUT_OUTPUTS:
+        if root.exists():
+            for path in (root, *root.rglob("*")):
+                state[str(path.relative_to(REPO))] = path.lstat().st_mtime_ns
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_outputs_untouched() -> Iterator[None]:
+    """Fails the session (each xdist worker checks its own) when anything under the checkout's
+    results/ or .snakemake/ appeared, changed or went away while tests ran: tests work in
+    temporary folders (run_snakemake's workdir, checkout_workdir), so that `make run` then
+    `make test` stays green."""
+    before = checkout_outputs_state()
+    yield
+    after = checkout_outputs_state()
+    touched = sorted(
+        path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+    )
+    if touched:
+        shown = ", ".join(touched[:10]) + (
+            f" and {len(touched) - 10} more" if len(touched) > 10 else ""
+        )
+        pytest.fail(
+            f"tests created, changed or removed {len(touched)} path(s) under the checkout's "
+            f"results/ or .snakemake/ ({shown}); a test must run Snakemake in a temporary "
+            "folder (unless something outside the tests wrote there meanwhile).",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

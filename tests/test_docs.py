@@ -3,14 +3,12 @@ docs/architecture.md, and docs/rulegraph.md is what `snakemake --rulegraph` draw
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, SNAKEMAKE
+from conftest import REPO, checkout_workdir, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -18,15 +16,10 @@ ARCHITECTURE = REPO / "docs" / "architecture.md"
 RULEGRAPH = REPO / "docs" / "rulegraph.md"
 
 
-def _snakemake(*args: str) -> str:
-    result = subprocess.run(
-        [str(SNAKEMAKE), *args, "--cores", "1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+def _snakemake(workdir: Path, *args: str) -> str:
+    """Snakemake on the default config in an empty working directory: the DAG of a fresh
+    checkout, whatever `make run` left in this one."""
+    result = run_snakemake(checkout_workdir(workdir), *args, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -49,15 +42,15 @@ def _generic(path: str, config: dict) -> str:
     return "/".join(parts)
 
 
-def test_every_rule_and_output_file_is_in_the_architecture_page():
+def test_every_rule_and_output_file_is_in_the_architecture_page(tmp_path):
     text = ARCHITECTURE.read_text()
-    rules = _snakemake("--list-rules").split()
+    rules = _snakemake(tmp_path / "rules", "--list-rules").split()
     assert "train_probe" in rules and "summary" in rules
     missing_rules = [rule for rule in rules if f"`{rule}`" not in text]
     assert not missing_rules, f"rules not described in docs/architecture.md: {missing_rules}"
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    rows = _snakemake("--detailed-summary").splitlines()[1:]
+    rows = _snakemake(tmp_path / "summary", "--detailed-summary").splitlines()[1:]
     outputs = {_generic(row.split("\t")[0], config) for row in rows if "\t" in row}
     assert len(outputs) > 20
     # a file is described when its name (with wildcards) appears on the page
@@ -65,8 +58,8 @@ def test_every_rule_and_output_file_is_in_the_architecture_page():
     assert not missing, f"output files not described in docs/architecture.md: {missing}"
 
 
-def test_rulegraph_page_is_current():
-    drawn = _snakemake("--rulegraph", "mermaid-js").strip().splitlines()
+def test_rulegraph_page_is_current(tmp_path):
+    drawn = _snakemake(tmp_path, "--rulegraph", "mermaid-js").strip().splitlines()
     page = RULEGRAPH.read_text().split("```mermaid\n", 1)[1].split("```", 1)[0].splitlines()
     assert len(drawn) > 40
     # snakemake lists the edges in no fixed order: compare the graph, not the listing

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, checkout_workdir, run_snakemake
 from PIL import Image
 
 import probelab.cache
@@ -364,24 +364,14 @@ def read_attrs(path: Path) -> dict:
 
 @pytest.mark.workflow
 def test_embedding_job_asks_for_a_gpu_only_when_its_encoder_runs_on_cuda(tmp_path):
-
+    """A dry run of the demo config in an empty working directory, so that it plans the embedding
+    jobs even after `make run` finished them in the checkout."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["encoders"]["demo_openclip"]["device"] = "cuda"
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("snakemake")),
-            "embeddings",
-            "--dry-run",
-            "--configfile",
-            str(path),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    workdir = checkout_workdir(tmp_path / "work")
+    result = run_snakemake(workdir, "embeddings", "--dry-run", configfile=path, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = result.stdout.split("rule embed_images:")[1:]
     gpus = {job.split("encoder=")[1].split()[0].rstrip(","): "gpu=1" in job for job in jobs}

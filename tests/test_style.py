@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import REPO, SNAKEMAKE, run_snakemake
+from conftest import REPO, SNAKEMAKE, checkout_workdir, run_snakemake
 
 
 def _tool(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -31,7 +31,7 @@ def test_rule_files_are_snakefmt_formatted():
 
 
 @pytest.mark.workflow
-def test_snakemake_lint_is_clean():
-    result = run_snakemake(REPO, "--lint")
+def test_snakemake_lint_is_clean(tmp_path):
+    result = run_snakemake(checkout_workdir(tmp_path), "--lint")
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "Congratulations" in output, output[-4000:]
