@@ -169,3 +169,32 @@ def nih_cohort(tmp_path: Path) -> Path:
     root = tmp_path / "nih"
     tiny_cohort(root)
     return root
+
+
+# --- Hypothesis profiles (tests/test_oracle_*.py) ---------------------------------------------
+# max_examples counts the examples of the slow property tests, each of which runs the real
+# workflow (about a minute and more); fast tests scale their own count from it. "ci" is what
+# `make test` runs: a few examples, the same ones every time (derandomize), so that a red suite
+# is reproducible. `pytest --hypothesis-profile thorough tests/test_oracle_workflow.py` draws
+# many more, new ones each time (a failure prints its drawn configuration and a reproduce blob).
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=2,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+hypothesis_settings.register_profile(
+    "thorough",
+    max_examples=25,
+    deadline=None,
+    print_blob=True,
+    database=None,  # no .hypothesis/ in the checkout: a failure prints its blob instead
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+# loaded here, before the hypothesis plugin reads --hypothesis-profile, which overrides it
+hypothesis_settings.load_profile("ci")
