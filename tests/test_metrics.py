@@ -13,8 +13,8 @@ from sklearn.metrics import roc_auc_score
 
 from probelab.metrics import (
     baseline_rows,
-    evaluate,
     decision_rows,
+    evaluate,
     f1_optimal_threshold,
     label_counts,
     label_exclusions,

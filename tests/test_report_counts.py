@@ -22,7 +22,12 @@ from probelab.cohort import build_index, index_images
 from probelab.config import validate_config
 from probelab.report import steps
 from probelab.report.aggregate import read_table
-from probelab.report.summary import data_section, subsets_section, transfer_section
+from probelab.report.summary import (
+    EvaluationRule,
+    data_section,
+    subsets_section,
+    transfer_section,
+)
 from probelab.report.transfer import TRANSFER_COLUMNS, transfer_figure
 from probelab.subsets import read_mix, subset_mix, write_subsets
 
@@ -101,6 +106,7 @@ def test_data_table_counts_every_drop_down_to_the_rows_of_the_index(cohort):
         results / "split.parquet",
         results / "index.parquet",
         CONFIGURED,
+        EvaluationRule(1, 10, CONFIGURED, len(CONFIGURED)),
     )
     rows = _two_column_rows(text)
     index = pd.read_parquet(results / "index.parquet")
@@ -141,7 +147,11 @@ def test_an_index_counts_file_without_the_new_keys_still_reads(cohort, tmp_path)
     (tmp_path / "old.json").write_text(json.dumps(old))
     rows = _two_column_rows(
         data_section(
-            tmp_path / "old.json", results / "split.parquet", results / "index.parquet", CONFIGURED
+            tmp_path / "old.json",
+            results / "split.parquet",
+            results / "index.parquet",
+            CONFIGURED,
+            EvaluationRule(1, 10, CONFIGURED, len(CONFIGURED)),
         )
     )
     assert rows["= indexed (rows of the index)"] == "—"

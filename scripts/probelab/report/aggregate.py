@@ -90,6 +90,9 @@ PATHOLOGY_COLUMNS = [
     "train_positives",
     "val_positives",
     "test_positives",
+    "train_positive_patients",
+    "val_positive_patients",
+    "test_positive_patients",
     "evaluated",
     "reason",
 ]
@@ -110,6 +113,8 @@ class Run:
     evaluated: list[str] | None = None
     excluded: dict[str, str] = field(default_factory=dict)
     positives: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> pathology -> n
+    # what the evaluation rule judged; {} in a metrics.json written before it counted patients
+    positive_patients: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -167,6 +172,7 @@ def read_run(folder: str | Path) -> Run:
         evaluated=None if evaluated is None else [str(p) for p in evaluated],
         excluded={str(k): str(v) for k, v in (data.get("excluded_pathologies") or {}).items()},
         positives=data.get("positives") or {},
+        positive_patients=data.get("positive_patients") or {},
     )
 
 
@@ -321,6 +327,10 @@ def pathology_table(runs: list[Run], cohort: str) -> pd.DataFrame:
                         f"{split}_positives": run.positives.get(split, {}).get(name)
                         for split in ("train", "val", "test")
                     },
+                    **{
+                        f"{split}_positive_patients": run.positive_patients.get(split, {}).get(name)
+                        for split in ("train", "val", "test")
+                    },
                     "evaluated": name not in run.excluded
                     and (run.evaluated is None or name in run.evaluated),
                     "reason": run.excluded.get(name, ""),
@@ -328,7 +338,8 @@ def pathology_table(runs: list[Run], cohort: str) -> pd.DataFrame:
             )
     table = pd.DataFrame(rows, columns=PATHOLOGY_COLUMNS)
     for split in ("train", "val", "test"):
-        table[f"{split}_positives"] = table[f"{split}_positives"].astype("Int64")
+        for counted in ("positives", "positive_patients"):
+            table[f"{split}_{counted}"] = table[f"{split}_{counted}"].astype("Int64")
     return table
 
 

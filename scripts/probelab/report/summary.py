@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from probelab.config import config_hash
-from probelab.report.aggregate import overall_test_rows, pick_size, size_order
+from probelab.report.aggregate import overall_test_rows, pick_size, set_members, size_order
 
 METRIC_NAMES = {
     "auroc": "macro AUROC",
@@ -65,39 +66,63 @@ def _size_text(n: str, n_train: int) -> str:
     return f"all ({n_train})" if n == "all" else str(n)
 
 
-# The headline column saying what every metric of the row averages over (the rule is stated above
-# the table).
-EVALUATED_HEADER = "every metric over (evaluated pathologies)"
+@dataclass(frozen=True)
+class EvaluationRule:
+    """The run's rule (training.min_positives, training.min_test_positives: positive patients)
+    and the report's set: the pathologies every run evaluates (bootstrap_ci.csv pathology_set)."""
 
+    min_positives: int
+    min_test_positives: int
+    report_set: list[str]
+    n_pathologies: int
 
-def _min_positives(config: dict[str, Any]) -> int:
-    return int((config.get("training") or {}).get("min_positives", 1))
+    @classmethod
+    def of(
+        cls, config: dict[str, Any], ci: pd.DataFrame, scope: pd.DataFrame | None
+    ) -> EvaluationRule:
+        """From the interval table's pathology_set; for tables written before it, from
+        pathologies.csv (or every configured pathology without it)."""
+        training = config["training"]
+        if "pathology_set" in ci.columns and not ci.empty:
+            report_set = set_members(ci["pathology_set"].iloc[0])
+        elif scope is not None and not scope.empty:
+            everywhere = scope.groupby("pathology", sort=False)["evaluated"].all()
+            report_set = [p for p in config["pathologies"] if everywhere.get(p, False)]
+        else:
+            report_set = list(config["pathologies"])
+        return cls(
+            int(training["min_positives"]),
+            int(training["min_test_positives"]),
+            report_set,
+            len(config["pathologies"]),
+        )
 
+    def limit(self, split: str) -> int:
+        return self.min_test_positives if split == "test" else self.min_positives
 
-def evaluation_rule(min_positives: int) -> str:
-    """The one rule of which pathologies every macro metric averages over (probelab.metrics)."""
-    images = "image" if min_positives == 1 else "images"
-    return (
-        f"Macro metrics (AUROC, AP, precision, recall, F1) average over the *evaluated* "
-        f"pathologies of each run: those with at least {min_positives} positive {images} and one "
-        "negative in the run's training subset, in validation and in test "
-        f"(`training.min_positives` = {min_positives}); exact match and Hamming loss pool the "
-        'same pathologies. Others are listed under "Labels that cannot be evaluated".'
-    )
-
-
-def _evaluated_counts(scope: pd.DataFrame | None, n_pathologies: int) -> dict[tuple, str]:
-    """(encoder, model, n) -> how many pathologies its runs' macros average over, e.g. "14 of 14"
-    or "12–13 of 14" when seeds differ."""
-    if scope is None or scope.empty:
-        return {}
-    per_run = scope.groupby(["encoder", "model", "n", "seed"])["evaluated"].sum()
-    counts = {}
-    for key, values in per_run.groupby(level=[0, 1, 2]):
-        low, high = int(values.min()), int(values.max())
-        span = str(low) if low == high else f"{low}–{high}"
-        counts[key] = f"{span} of {n_pathologies}"
-    return counts
+    def text(self) -> str:
+        """The rule, the set every macro of this report averages, and where the others are."""
+        rule = (
+            "A run evaluates a pathology when its training subset and validation hold at least "
+            f"{self.min_positives} positive patient(s) of it (`training.min_positives`), test at "
+            f"least {self.min_test_positives} (`training.min_test_positives`; fewer give "
+            "intervals that are too narrow, `docs/rare_labels.md`), and each one negative "
+            "patient. "
+        )
+        if not self.report_set:
+            return rule + (
+                "**No pathology is evaluated by every run, so every macro value of this report "
+                'is empty (—)**: "Labels that cannot be evaluated" lists which runs leave out '
+                "which pathology; lower the minimum (with intervals that are too narrow) or leave "
+                "the size that loses them out of `subsets.sizes`."
+            )
+        return rule + (
+            "Every macro metric of this report (AUROC, AP, precision, recall, F1; every table, "
+            "curve and comparison) averages the same pathologies, those every run evaluates: "
+            f"**{len(self.report_set)} of {self.n_pathologies}: {', '.join(self.report_set)}**; "
+            "exact match and Hamming loss pool the same. The others are shown per pathology where "
+            'a run evaluates them and listed under "Labels that cannot be evaluated".'
+        )
 
 
 def headline_section(
@@ -105,12 +130,9 @@ def headline_section(
     by_setting: pd.DataFrame,
     report: dict[str, Any],
     model_order: list[str],
-    scope: pd.DataFrame | None = None,
-    n_pathologies: int = 0,
-    min_positives: int = 1,
+    rule: EvaluationRule,
 ) -> str:
     policy = report["policy"]
-    evaluated = _evaluated_counts(scope, n_pathologies)
     size = pick_size(ci, report["headline_size"], "report.headline_size")
     rows_at = ci[(ci["n"] == size) & (ci["policy"] == policy)]
     metrics = [m for m in METRIC_NAMES if m in set(rows_at["metric"])]
@@ -130,7 +152,6 @@ def headline_section(
                 for m in metrics
             ]
             + [int(group["n_seeds"].max())]
-            + ([evaluated.get((encoder, model, size), "—")] if evaluated else [])
         )
     baseline = overall_test_rows(by_setting)
     baseline = baseline[baseline["policy"] == "all_negative"]
@@ -140,7 +161,6 @@ def headline_section(
             ["all-negative baseline", "—"]
             + [_number(means.get(m, float("nan"))) for m in metrics]
             + ["—"]
-            + (["—"] if evaluated else [])
         )
     resamples = int(ci["resamples"].iloc[0]) if not ci.empty else 0
     confidence = float(ci["confidence"].iloc[0]) if not ci.empty else 0.0
@@ -154,15 +174,9 @@ def headline_section(
         f"from {resamples} bootstrap resamples of "
         f"the test *patients* (seed {report['bootstrap']['seed']}). Thresholded metrics use "
         f"{thresholds}. "
-        "Hamming loss: lower is better. " + evaluation_rule(min_positives),
+        "Hamming loss: lower is better. " + rule.text(),
         "",
-        _table(
-            ["encoder", "model"]
-            + [METRIC_NAMES[m] for m in metrics]
-            + ["seeds"]
-            + ([EVALUATED_HEADER] if evaluated else []),
-            rows,
-        ),
+        _table(["encoder", "model"] + [METRIC_NAMES[m] for m in metrics] + ["seeds"], rows),
     ]
     return "\n".join(text)
 
@@ -201,9 +215,9 @@ def sizes_section(ci: pd.DataFrame, model_order: list[str]) -> str:
         [
             "## Macro AUROC at every training-set size",
             "",
-            "Test split, mean over seeds [95 % CI], over each run's evaluated pathologies (the "
-            "rule above; the positives table under Data shows how many training positives each "
-            "size has).",
+            "Test split, mean over seeds [95 % CI], over the pathologies every run evaluates "
+            "(the rule above; the positives table under Data shows how many training positive "
+            "patients each size has).",
             "",
             _table(header, rows),
         ]
@@ -392,12 +406,13 @@ def data_section(
     split_path: Path,
     index_path: Path,
     pathologies: list[str],
+    rule: EvaluationRule,
     scope: pd.DataFrame | None = None,
-    min_positives: int = 1,
 ) -> str:
     counts = json.loads(Path(index_counts).read_text())
     split = pd.read_parquet(split_path)
     labels = pd.read_parquet(index_path, columns=["image_id", *pathologies])
+    # the split's patient ids decide who is one patient, as the split itself does
     merged = split.merge(labels, on="image_id", how="left")
     order = [s for s in ("train", "val", "test") if s in set(merged["split"])]
     per_split = [
@@ -411,7 +426,10 @@ def data_section(
     positives = [
         [p, counts.get("positives", {}).get(p, "—")]
         + [
-            _flag(int((merged.loc[merged["split"] == s, p] == 1).sum()), min_positives)
+            _flag(
+                merged.loc[(merged["split"] == s) & (merged[p] == 1), "patient_id"].nunique(),
+                rule.limit(s),
+            )
             for s in order
         ]
         for p in pathologies
@@ -419,12 +437,17 @@ def data_section(
     header = ["pathology", "present"] + [f"{s} split" for s in order]
     if scope is not None and not scope.empty:
         sizes = size_order(scope["n"].astype(str).tolist())
-        fewest = scope.groupby(["n", "pathology"])["train_positives"].min()
+        counted = (
+            "train_positive_patients"
+            if "train_positive_patients" in scope and scope["train_positive_patients"].notna().any()
+            else "train_positives"  # runs written before the rule counted patients
+        )
+        fewest = scope.groupby(["n", "pathology"])[counted].min()
         n_train = scope.groupby("n")["n_train"].max()
         runs = scope.groupby("pathology")["evaluated"].agg(["sum", "count"])
         for row, name in zip(positives, pathologies, strict=True):
             row += [
-                _flag(fewest.get((n, name)), min_positives)
+                _flag(fewest.get((n, name)), rule.min_positives)
                 if pd.notna(fewest.get((n, name)))
                 else "—"
                 for n in sizes
@@ -448,10 +471,12 @@ def data_section(
             *_label_rules_lines(counts, pathologies),
             _table(["split", "images", "patients"], per_split),
             "",
-            "Positive images per pathology: present in the index, per split, and for each "
-            "training-set size the fewest training positives of any run (subsets differ by "
-            f"seed). ✗ marks a count below `training.min_positives` = {min_positives}: a run "
-            "with it cannot evaluate that pathology.",
+            "Positives per pathology: images present in the index; positive *patients* per "
+            "split, and for each training-set size the fewest positive training patients of any "
+            "run (subsets differ by seed). ✗ marks a count below the rule's minimum "
+            f"(`training.min_positives` = {rule.min_positives} for training and validation, "
+            f"`training.min_test_positives` = {rule.min_test_positives} for test): a run with it "
+            "cannot evaluate that pathology.",
             "",
             _table(header, positives),
         ]
@@ -646,7 +671,7 @@ def _flag(count: Any, min_positives: int) -> str:
     return f"{int(count)} ✗" if int(count) < min_positives else str(int(count))
 
 
-def unevaluable_section(scope: pd.DataFrame | None, min_positives: int) -> str:
+def unevaluable_section(scope: pd.DataFrame | None, rule: EvaluationRule) -> str:
     """'Labels that cannot be evaluated': every pathology some run left out, with the runs and the
     reason (the same text as the job log and metrics.json's excluded_pathologies)."""
     title = "## Labels that cannot be evaluated"
@@ -655,8 +680,9 @@ def unevaluable_section(scope: pd.DataFrame | None, min_positives: int) -> str:
     excluded = scope[~scope["evaluated"].astype(bool)]
     if excluded.empty:
         return (
-            f"{title}\n\nNone: every run evaluates every pathology (at least {min_positives} "
-            "positive image(s) and one negative in its training subset, validation and test)."
+            f"{title}\n\nNone: every run evaluates every pathology (at least "
+            f"{rule.min_positives} positive patient(s) in its training subset and validation, "
+            f"{rule.min_test_positives} in test, and one negative patient in each)."
         )
     runs_per_setting = scope.drop_duplicates(["encoder", "model", "n", "seed"])
     n_runs = runs_per_setting.groupby("n").size()
@@ -702,11 +728,12 @@ def unevaluable_section(scope: pd.DataFrame | None, min_positives: int) -> str:
         [
             title,
             "",
-            "Pathologies some runs leave out of every metric, by the rule stated with the headline "
-            "table: their per-pathology values are empty and no macro metric of those runs "
-            "counts them (other runs of the same model may, so compare macro numbers across "
-            'sizes with this list in mind). "not trained": too few positives in the training '
-            'subset or in validation, so the model has no output for it; "trained, not '
+            "Pathologies some runs leave out, by the rule stated with the headline table: their "
+            "per-pathology values are empty in those runs, and because the report's macro "
+            "metrics average only the pathologies every run evaluates, none of them counts in "
+            "any macro number of this report (per-pathology rows and the heatmap still show "
+            'them where a run evaluates them). "not trained": too few positive patients in the '
+            'training subset or in validation, so the model has no output for it; "trained, not '
             'evaluated": too few in test. Each is also a warning in the train_probe job log and '
             "an entry of `excluded_pathologies` in the run's metrics.json.",
             "",
@@ -988,11 +1015,11 @@ def write_summary_text(
     """summary.md's text. scope: pathologies.csv (per run and pathology: positives, evaluated,
     reason), or None for runs that predate it."""
     report = config["report"]
-    min_positives = _min_positives(config)
     if scope is not None:
         scope = scope.assign(
             n=scope["n"].astype(str), evaluated=scope["evaluated"].astype(str).eq("True")
         )
+    rule = EvaluationRule.of(config, ci, scope)
     order = report["model_order"]
     n_runs = int(by_setting.groupby(["encoder", "model", "n"])["n_runs"].max().sum())
     parts = [
@@ -1002,9 +1029,7 @@ def write_summary_text(
         "How to read this report: `docs/report.md` in the repository. "
         "Tables: `metrics.csv` (every run), `summary_by_setting.csv` (over seeds), "
         "`bootstrap_ci.csv`, `comparisons.csv`.",
-        headline_section(
-            ci, by_setting, report, order, scope, len(config["pathologies"]), min_positives
-        ),
+        headline_section(ci, by_setting, report, order, rule),
         sizes_section(ci, order),
         comparisons_section(comparisons, report),
         pairs_section(comparisons, report),
@@ -1013,11 +1038,9 @@ def write_summary_text(
         else "",
         figures_section(figures),
         sentiment_section(sentiment) if sentiment is not None else "",
-        data_section(
-            index_counts, split_path, index_path, config["pathologies"], scope, min_positives
-        ),
+        data_section(index_counts, split_path, index_path, config["pathologies"], rule, scope),
         subsets_section(config, split_path, index_path),
-        unevaluable_section(scope, min_positives),
+        unevaluable_section(scope, rule),
         encoders_section(config.get("encoders", {}) or {}),
         caches_section(caches or {}),
         provenance_section(config, n_runs),
