@@ -1298,32 +1298,29 @@ def check_data_section(flow: Workflow, sections: Mapping[str, str]) -> list[Mism
                     row["patients"],
                 )
         elif {"pathology", "present"} <= columns:
-            unit = re.search(r"positive (images|patients)", caption.lower())
-            patients = bool(unit) and unit.group(1) == "patients"
+            # the caption says what each column counts: images or patients
+            said = caption.lower().replace("*", "")
+            in_index = "patients present" in said
+            per_split = bool(re.search(r"patients (per|in each) split", said))
+            fewest = bool(re.search(r"fewest (positive )?(training )?patients", said))
             every = sorted(cohort.by_id.index)
             for row in table:
                 p = row["pathology"]
                 if p not in cohort.pathologies:
                     continue
-                expect(
-                    f"positives {p}",
-                    "present",
-                    _positives(cohort, every, p, patients),
-                    row["present"],
-                )
+                count = _positives(cohort, every, p, in_index)
+                expect(f"positives {p}", "present", count, row["present"])
                 for split in ("train", "val", "test"):
                     if f"{split} split" in row:
-                        count = _positives(cohort, cohort.ids(split), p, patients)
+                        count = _positives(cohort, cohort.ids(split), p, per_split)
                         expect(f"positives {p}", f"{split} split", count, row[f"{split} split"])
                 for column, cell in row.items():
                     match = re.match(r"n = (\w+).*: fewest", column)
                     if match:
-                        keys = [k for k in flow.runs if k[2] == match.group(1)]
-                        seeds = sorted({k[3] for k in keys})
+                        n = match.group(1)
+                        seeds = sorted({k[3] for k in flow.runs if k[2] == n})
                         counts = [
-                            _positives(
-                                cohort, subset_ids(flow.root, match.group(1), seed), p, patients
-                            )
+                            _positives(cohort, subset_ids(flow.root, n, seed), p, fewest)
                             for seed in seeds
                         ]
                         if counts:
