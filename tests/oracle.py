@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,10 +110,15 @@ def same(expected: Any, actual: Any, tolerance: float = TOLERANCE) -> bool:
     return abs(float(expected) - float(actual)) <= tolerance
 
 
+# How many values each check compared, for the tests' notes (how much a green run covered).
+COMPARED: Counter[str] = Counter()
+
+
 def compare(
     check: str, where: str, expected: Mapping[Any, Any], actual: Mapping[Any, Any]
 ) -> list[Mismatch]:
     """Every key of `expected` against `actual` (a key absent from `actual` is a mismatch)."""
+    COMPARED[check] += len(expected)
     out = []
     for key, value in expected.items():
         if key not in actual:
@@ -1109,6 +1115,7 @@ def check_summary(flow: Workflow) -> list[Mismatch]:
     out: list[Mismatch] = []
 
     def expect(where: str, value: Value, cell: str, form: str = ".3f") -> None:
+        COMPARED["R4 summary.md"] += 1
         if printed_number(cell) not in printed_as(value, form):
             out.append(
                 Mismatch(
@@ -1271,6 +1278,7 @@ def check_data_section(flow: Workflow, sections: Mapping[str, str]) -> list[Mism
     cohort = flow.cohort
 
     def expect(where: str, key: str, expected: Any, cell: str) -> None:
+        COMPARED["R4 summary.md data"] += 1
         if printed_number(cell) != str(expected):
             out.append(Mismatch("R4 summary.md data", where, key, expected, cell))
 
@@ -1404,11 +1412,13 @@ def check_workflow(flow: Workflow) -> dict[str, list[Mismatch]]:
 
 
 def describe(results: Mapping[str, list[Mismatch]], limit: int = 12) -> str:
-    """A readable account of the checks: counts, and the first mismatches of each."""
+    """A readable account of the checks: counts, and the first mismatches of each, then how many
+    values each check compared so far."""
     lines = []
     for name, mismatches in results.items():
         lines.append(f"{name}: {'ok' if not mismatches else f'{len(mismatches)} mismatch(es)'}")
         lines += [f"    {m}" for m in mismatches[:limit]]
+    lines.append("values compared: " + ", ".join(f"{k} {v}" for k, v in sorted(COMPARED.items())))
     return "\n".join(lines)
 
 
@@ -1586,6 +1596,7 @@ def _check_sentiment_section(text: str, by_setting, difference) -> list[Mismatch
                     ("Δ accuracy vs reference", difference(setting, "accuracy")[2], "+.3f")
                 )
             for column, value, form in checks:
+                COMPARED["R5 summary.md"] += column in row
                 if column in row and printed_number(row[column]) not in printed_as(value, form):
                     out.append(
                         Mismatch(
