@@ -326,7 +326,9 @@ def test_min_positives_counts_observed_positives() -> None:
         run_name="masked/linear_probe",
         pathologies=["A", "B", "C"],
     )
-    assert "B" in run.not_trained and run.not_trained["B"].startswith("1 positive in the training")
+    assert "B" in run.not_trained and run.not_trained["B"].startswith(
+        "1 positive patient in the training"
+    )
     assert run.train_counts[0][1] == 1
     assert run.train_prevalence[1] == pytest.approx(1 / (~np.isnan(y_train[:, 1])).sum())
 
