@@ -37,16 +37,19 @@ pytestmark = pytest.mark.workflow
 # and test_demo_pretrain builds a SigLIP-pretrained open_clip model.
 ENCODERS = ("demo_hfclip",)
 MODELS = ("linear_probe", "zero_shot")
-# Macro test AUROC floors. `make run` on 2026-12-02 reached: linear probe at all 806 training
-# images 0.812 (demo_openclip) and 0.830 (demo_hfclip); zero-shot 0.768 and 0.812. Random weights
-# gave 0.61 and 0.50.
-LINEAR_PROBE_FLOOR = 0.75
-ZERO_SHOT_FLOOR = {"demo_hfclip": 0.74}
+# Macro test AUROC floors, over the 4 findings with at least 10 positive test patients (the
+# evaluation rule since issue 23). `make run` on 2026-12-08 reached: linear probe at all 806
+# training images 0.727 (demo_openclip) and 0.758 (demo_hfclip); zero-shot 0.698 and 0.739.
+LINEAR_PROBE_FLOOR = 0.74
+ZERO_SHOT_FLOOR = {"demo_hfclip": 0.72}
 # Growth from 50 to all training images; the smaller step (200 -> all) may not shrink by more
 # than the slack (seed noise at 2 seeds).
 MIN_GAIN, SLACK = 0.03, 0.02
-# A permuted control lands within this distance of 0.5 (the test split has 279 images).
+# A permuted control lands within this distance of 0.5 (the test split has 279 images), as the
+# mean over CONTROL_DRAWS permutations: one permutation's macro AUROC over 4 findings spread from
+# 0.36 to 0.60 (the strongly regularised probe fits a near-random direction).
 CHANCE = 0.07
+CONTROL_DRAWS = 4
 
 
 def macro_auroc(metrics: dict) -> float:
@@ -156,12 +159,16 @@ def test_labels_permuted_across_training_images_fall_to_chance(demo, tmp_path: P
     split = pd.read_parquet(workdir / LAYOUT.split).set_index("image_id")["split"]
     train = np.flatnonzero(index["image_id"].map(split).eq("train").to_numpy())
     pathologies = config["pathologies"]
-    shuffled = np.random.default_rng(0).permutation(train)
-    index.loc[index.index[train], pathologies] = index[pathologies].to_numpy()[shuffled]
-    tampered = tmp_path / "index.parquet"
-    index.to_parquet(tampered)
     cache = workdir / image_cache_of(config, "demo_hfclip")
-    assert abs(train_control(demo, tmp_path, index=tampered, cache=cache) - 0.5) < CHANCE
+    values = []
+    for draw in range(CONTROL_DRAWS):
+        permuted = index.copy()
+        shuffled = np.random.default_rng(draw).permutation(train)
+        permuted.loc[index.index[train], pathologies] = index[pathologies].to_numpy()[shuffled]
+        tampered = tmp_path / f"index{draw}.parquet"
+        permuted.to_parquet(tampered)
+        values.append(train_control(demo, tmp_path / f"draw{draw}", index=tampered, cache=cache))
+    assert abs(np.mean(values) - 0.5) < CHANCE, values
 
 
 def test_features_joined_to_the_wrong_images_fall_to_chance(demo, tmp_path: Path) -> None:
