@@ -182,7 +182,7 @@ from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 hypothesis_settings.register_profile(
     "ci",
-    max_examples=2,
+    max_examples=1,
     deadline=None,
     derandomize=True,
     database=None,

@@ -145,7 +145,8 @@ def test_a_size_with_another_training_mix_is_marked(tables, settings, tmp_path):
     title = figure._suptitle.get_text()
     assert "Hollow marker, dashed line: training mix differs from the balanced mix" in title
     assert (
-        "(balanced sampling; all-negative share, mean prevalence: all (72): 0.61, 0.040 vs " in title
+        "(balanced sampling; all-negative share, mean prevalence: all (72): 0.61, 0.040 vs "
+        in title
     )
     assert "vs 0.20, 0.100)" in title
     assert "different training mix" in _legend_labels(figure)

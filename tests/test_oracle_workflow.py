@@ -11,7 +11,7 @@ stored predictions, the index, the split and the subset files.
 
 Cheap by construction (random-weight demo encoder, tiny images, 50 bootstrap resamples, three
 fast models, summary.md without the figures): one to two minutes per example on two busy cores,
-most of it the embedding jobs' imports. `make test` runs the "ci" profile (two examples per
+most of it the embedding jobs' imports. `make test` runs the "ci" profile (one example per
 test, the same every time); `pytest --hypothesis-profile thorough tests/test_oracle_workflow.py`
 draws 25 new ones per test.
 """
@@ -32,22 +32,8 @@ from PIL import Image
 
 pytestmark = pytest.mark.workflow
 
-NIH_FINDINGS = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-]
+# the 14 NIH findings, as the default config lists them
+NIH_FINDINGS = yaml.safe_load((REPO / "config.yaml").read_text())["pathologies"]
 COHORT = "oracle"
 MODELS = ("linear_probe", "zero_shot", "baseline_mlp")
 # Prevalences a pathology is drawn with: common ones are evaluated everywhere, rare ones are
