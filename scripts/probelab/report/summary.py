@@ -322,7 +322,7 @@ def transfer_section(transfer: pd.DataFrame, externals: list[str] | None = None)
     at each setting's largest training-set size, and what the comparison can show. An external
     cohort (of `externals`, the configured names, or of the table) on which no pathology is
     compared gets one sentence saying why instead of a table."""
-    from probelab.report.transfer import compared, headline_rows, names, not_compared
+    from probelab.report.transfer import compared, headline_rows, not_compared
 
     lines = ["## External test sets", ""]
     shown = False  # whether any cohort has a table, which the closing caveat is about
@@ -334,7 +334,7 @@ def transfer_section(transfer: pd.DataFrame, externals: list[str] | None = None)
         shown = True
         table = headline_rows(cohort)
         first = cohort.iloc[0]
-        missing = ", ".join(names(first["missing"]))
+        missing = ", ".join(set_members(first["missing"]))
         lines += [
             f"**{name}**: {int(first['n_external_images'])} images of "
             f"{int(first['n_external_patients'])} patients, scored by every frozen run "
@@ -365,7 +365,7 @@ def transfer_section(transfer: pd.DataFrame, externals: list[str] | None = None)
         if not idle.empty:
             settings = ", ".join(f"{row['encoder']} {row['model']}" for _, row in idle.iterrows())
             reasons = ", ".join(
-                sorted({entry for cell in idle.get("excluded", []) for entry in names(cell)})
+                sorted({entry for cell in idle.get("excluded", []) for entry in set_members(cell)})
             )
             lines += [
                 f"Rows of —: no pathology is evaluated on both sides ({settings}"

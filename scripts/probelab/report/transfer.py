@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from probelab.report.aggregate import Run
+from probelab.report.aggregate import Run, set_members
 
 if TYPE_CHECKING:  # matplotlib is imported by the figure only, not by the transfer table's step
     import matplotlib.pyplot as plt
@@ -54,12 +54,6 @@ TRANSFER_COLUMNS = [
 # The reason of a pathology the external run evaluates but the internal run does not (the
 # external metrics.json lists only its own side's exclusions).
 NOT_EVALUATED_INTERNALLY = "not evaluated on the internal test split"
-
-
-def names(cell: Any) -> list[str]:
-    """A "|"-joined cell of transfer.csv as a list; [] for an empty cell, which a CSV reader
-    gives back as NaN."""
-    return [] if pd.isna(cell) or cell == "" else str(cell).split("|")
 
 
 def shared_pathologies(internal: list[Run], external: list[Run]) -> dict[tuple, set[str]]:
@@ -138,7 +132,7 @@ def _excluded(external_runs: list[Run], shared: dict[tuple, list[str]]) -> dict[
 
 def compared(table: pd.DataFrame) -> pd.Series:
     """Whether each row of transfer.csv compares at least one pathology."""
-    return table["pathologies"].map(lambda cell: bool(names(cell)))
+    return table["pathologies"].map(lambda cell: bool(set_members(cell)))
 
 
 def not_compared(name: str, rows: pd.DataFrame) -> str:
@@ -147,12 +141,12 @@ def not_compared(name: str, rows: pd.DataFrame) -> str:
     before the `excluded` column gives the sentence without the reasons."""
     reasons: dict[str, list[str]] = {}
     for cell in rows["excluded"] if "excluded" in rows else []:
-        for entry in names(cell):
+        for entry in set_members(cell):
             pathology, why = entry.split(": ", 1)
             seen = reasons.setdefault(pathology, [])
             if why not in seen:
                 seen.append(why)
-    missing = sorted({p for cell in rows["missing"] for p in names(cell)})
+    missing = sorted({p for cell in rows["missing"] for p in set_members(cell)})
     size = (
         f" ({int(rows['n_external_images'].iloc[0])} images of "
         f"{int(rows['n_external_patients'].iloc[0])} patients)"
@@ -248,7 +242,7 @@ def transfer_figure(table: pd.DataFrame, paths: list[Path], settings: dict[str, 
                 )
         ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
         ax.set_xticks(range(len(order)), order, rotation=40, ha="right", fontsize="x-small")
-        missing = names(panel["missing"].iloc[0])
+        missing = set_members(panel["missing"].iloc[0])
         if missing:
             title += "\n" + textwrap.fill(f"not labelled there: {', '.join(missing)}", 60)
         ax.set_title(title, fontsize="small")
